@@ -1,0 +1,30 @@
+//! dbswatch: watches Alibaba Cloud DBS pre-checks and restores and tells people in chat.
+//!
+//! # Layout
+//! - [`snapshot`], [`event`], [`diff`]: the pure core. Normalised state, events, and the
+//!   function from (previous, next) snapshot to events. No IO, no clock.
+//! - [`render`]: Handlebars templates to channel message bodies (pure).
+//! - [`dbs`]: the DBS OpenAPI client: request signing, endpoints, response parsing, errors.
+//! - [`notify`]: Slack, DingTalk and webhook senders and their signing.
+//! - [`store`]: SQLite persistence (snapshots, polls, events, deliveries).
+//! - [`config`]: the TOML configuration, `${VAR}` expansion and validation.
+//! - [`pipeline`]: one poll of one watch and one delivery pass, wiring the above.
+//! - [`scheduler`]: the cron-driven daemon loop.
+//! - [`simulate`]: the DBS double used by `demo`, `simulate` and the tests.
+//! - [`cli`]: the command-line interface.
+
+pub mod cli;
+pub mod config;
+pub mod dbs;
+pub mod demo;
+pub mod diff;
+pub mod event;
+pub mod history;
+pub mod notify;
+pub mod pipeline;
+pub mod render;
+pub mod scheduler;
+pub mod secret;
+pub mod simulate;
+pub mod snapshot;
+pub mod store;

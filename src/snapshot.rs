@@ -1,0 +1,226 @@
+//! The normalised state of one watch at one moment: what the diff engine compares.
+//!
+//! A DBS response carries per-request noise (`RequestId`, `HttpStatusCode`, `Success`) and item
+//! order that is not guaranteed. [`Snapshot`] keeps only the content that means something, in a
+//! stable order, so two responses that say the same thing hash the same and store no new row.
+//! Pure data: no IO, no clock.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Which DBS object a watch follows. It decides the event prefix (`precheck.*` or `restore.*`)
+/// and which request parameter carries the id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Target {
+    /// A backup plan's pre-check, polled with `BackupPlanId`.
+    BackupPlan(String),
+    /// A restore task, polled with `RestoreTaskId`.
+    RestoreTask(String),
+}
+
+impl Target {
+    /// The id DBS knows the object by.
+    pub fn id(&self) -> &str {
+        match self {
+            Target::BackupPlan(id) | Target::RestoreTask(id) => id,
+        }
+    }
+
+    /// The DBS request parameter that names this object.
+    pub fn param_name(&self) -> &'static str {
+        match self {
+            Target::BackupPlan(_) => "BackupPlanId",
+            Target::RestoreTask(_) => "RestoreTaskId",
+        }
+    }
+
+    /// The event-kind prefix for this object.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Target::BackupPlan(_) => Scope::Precheck,
+            Target::RestoreTask(_) => Scope::Restore,
+        }
+    }
+
+    /// Stable machine name of the target type, as stored and shown.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Target::BackupPlan(_) => "backup_plan",
+            Target::RestoreTask(_) => "restore_task",
+        }
+    }
+
+    /// Rebuild a target from its stored type name and id.
+    pub fn from_parts(type_name: &str, id: &str) -> Option<Target> {
+        match type_name {
+            "backup_plan" => Some(Target::BackupPlan(id.to_string())),
+            "restore_task" => Some(Target::RestoreTask(id.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// The family of events a watch produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// A backup plan's pre-check.
+    Precheck,
+    /// A restore task.
+    Restore,
+}
+
+impl Scope {
+    /// The prefix used in event kinds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Precheck => "precheck",
+            Scope::Restore => "restore",
+        }
+    }
+}
+
+/// One check item as DBS reported it. Every field is optional because DBS omits them freely
+/// (an `init` item has no `FinishTime` and no `ErrMsg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Item {
+    /// `JobId`: the job the check belongs to.
+    pub job_id: Option<String>,
+    /// `Item`: the check's code, e.g. `CHECK_BINLOG_ON`.
+    pub code: Option<String>,
+    /// `Names`: the group the check belongs to.
+    pub group: Option<String>,
+    /// `OrderNum`: a string in DBS, kept as given.
+    pub order: Option<String>,
+    /// `State`: `init`, `running`, `finish`, `warning`, `failed`, `catched` or anything new.
+    pub state: Option<String>,
+    /// `ErrMsg`: the check's error text.
+    pub error: Option<String>,
+    /// `BootTime`, epoch milliseconds.
+    pub boot_time: Option<i64>,
+    /// `FinishTime`, epoch milliseconds.
+    pub finish_time: Option<i64>,
+}
+
+impl Item {
+    /// Identity of an item across polls: (JobId, Item), unique whether or not JobId is shared.
+    pub fn key(&self) -> (String, String) {
+        (
+            self.job_id.clone().unwrap_or_default(),
+            self.code.clone().unwrap_or_default(),
+        )
+    }
+
+    /// True when the item's state says something went wrong (`warning`, `failed`, `catched`).
+    pub fn is_problem(&self) -> bool {
+        matches!(
+            self.state.as_deref(),
+            Some("warning") | Some("failed") | Some("catched")
+        )
+    }
+}
+
+/// The meaningful content of one successful DBS answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    /// Overall `Status`: `running`, `failed`, `finish` or anything new.
+    pub status: Option<String>,
+    /// Overall `Progress`, 0 to 100.
+    pub progress: Option<i64>,
+    /// The check items, in a stable order.
+    pub items: Vec<Item>,
+}
+
+impl Snapshot {
+    /// Build a snapshot and put its items in the stable order that hashing relies on.
+    pub fn new(status: Option<String>, progress: Option<i64>, mut items: Vec<Item>) -> Snapshot {
+        items.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+        Snapshot {
+            status,
+            progress,
+            items,
+        }
+    }
+
+    /// Canonical JSON of the content; equal snapshots give equal bytes.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("a snapshot always serialises")
+    }
+
+    /// Hex SHA-256 of the canonical JSON: the change detector.
+    pub fn content_hash(&self) -> String {
+        let digest = Sha256::digest(self.canonical_json().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Items whose state says something went wrong.
+    pub fn problem_items(&self) -> Vec<Item> {
+        self.items
+            .iter()
+            .filter(|i| i.is_problem())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Sort by OrderNum as a number when it is one (so "9" sorts before "10"), then by the key.
+fn order_key(item: &Item) -> (i64, String, String, String) {
+    let order = item.order.as_deref().unwrap_or("");
+    let numeric = order.trim().parse::<i64>().unwrap_or(i64::MAX);
+    let (job, code) = item.key();
+    (numeric, order.to_string(), job, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(code: &str, order: &str, state: &str) -> Item {
+        Item {
+            job_id: Some("j".into()),
+            code: Some(code.into()),
+            order: Some(order.into()),
+            state: Some(state.into()),
+            ..Item::default()
+        }
+    }
+
+    #[test]
+    fn item_order_does_not_change_the_hash() {
+        let a = Snapshot::new(
+            Some("running".into()),
+            Some(10),
+            vec![item("A", "10", "init"), item("B", "9", "running")],
+        );
+        let b = Snapshot::new(
+            Some("running".into()),
+            Some(10),
+            vec![item("B", "9", "running"), item("A", "10", "init")],
+        );
+        assert_eq!(a.content_hash(), b.content_hash());
+        assert_eq!(a.items[0].code.as_deref(), Some("B"), "9 sorts before 10");
+    }
+
+    #[test]
+    fn a_state_change_changes_the_hash() {
+        let a = Snapshot::new(Some("running".into()), None, vec![item("A", "1", "init")]);
+        let b = Snapshot::new(Some("running".into()), None, vec![item("A", "1", "running")]);
+        assert_ne!(a.content_hash(), b.content_hash());
+    }
+
+    #[test]
+    fn problem_states_are_warning_failed_and_catched() {
+        for (state, problem) in [
+            ("warning", true),
+            ("failed", true),
+            ("catched", true),
+            ("finish", false),
+            ("running", false),
+            ("init", false),
+            ("something_new", false),
+        ] {
+            assert_eq!(item("A", "1", state).is_problem(), problem, "{state}");
+        }
+    }
+}
