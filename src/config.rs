@@ -1,1 +1,1275 @@
-//! TODO
+//! The TOML configuration: loading, `${VAR}` expansion and validation.
+//!
+//! Loading never stops at the first problem: every unknown key, bad value, bad cron
+//! expression, dangling channel reference and broken template is collected, with the line it
+//! is on when it can be found, so `check-config` shows the whole list at once.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use crate::dbs::{ClientOptions, Credentials, endpoint_for_region};
+use crate::event::{ALL_KINDS, is_default_kind, kind_matches};
+use crate::notify::{ChannelKind, ChannelSpec};
+use crate::render::ChannelTemplate;
+use crate::schedule::CronSchedule;
+use crate::secret::{Redactor, Secret};
+use crate::snapshot::Target;
+
+/// Where the config is read from when neither `-c` nor `DBSWATCH_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "dbswatch.toml";
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `file:line` when the line is known, else the file.
+    pub location: String,
+    /// The section and key, e.g. `watch "orders-db".schedule`.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.location, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.location, self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in file order as far as known.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "the configuration has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// The SQLite file, created when missing. Relative paths are relative to the working
+    /// directory, like every other tool's `--db` option.
+    pub database: PathBuf,
+}
+
+/// `[aliyun]`.
+#[derive(Debug, Clone)]
+pub struct AliyunConfig {
+    /// Credentials, from the config or the `ALIBABA_CLOUD_*` environment variables.
+    pub credentials: Option<Credentials>,
+    /// Region, used to pick the endpoint.
+    pub region: String,
+    /// Base URL override (for the simulator, a proxy or a VPC host).
+    pub endpoint: Option<String>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Retries of transient errors inside one poll.
+    pub max_retries: u32,
+}
+
+impl AliyunConfig {
+    /// The base URL polls go to.
+    pub fn endpoint_url(&self) -> String {
+        self.endpoint
+            .clone()
+            .unwrap_or_else(|| endpoint_for_region(&self.region))
+    }
+
+    /// Client options derived from the settings.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            endpoint: self.endpoint_url(),
+            timeout: self.timeout,
+            connect_timeout: self.timeout.min(Duration::from_secs(5)),
+            max_retries: self.max_retries,
+            retry_base: Duration::from_millis(500),
+        }
+    }
+}
+
+/// `[delivery]`: how notifications are sent.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Per-request timeout towards receivers.
+    pub timeout: Duration,
+    /// First retry delay after a failed send; doubles per attempt.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max: Duration,
+}
+
+/// `[[watch]]`.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Unique name, used in messages, history and `--watch`.
+    pub name: String,
+    /// The backup plan or restore task.
+    pub target: Target,
+    /// When to poll.
+    pub schedule: CronSchedule,
+    /// Channel names this watch notifies.
+    pub channels: Vec<String>,
+}
+
+/// `[[channel]]`.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// Everything the sender needs.
+    pub spec: ChannelSpec,
+    /// Event kind filters (globs); `None` means the default set.
+    pub events: Option<Vec<String>>,
+    /// Override template, resolved against the config file's folder.
+    pub template: Option<PathBuf>,
+}
+
+impl ChannelConfig {
+    /// Does this channel want events of `kind`?
+    pub fn accepts(&self, kind: &str) -> bool {
+        match &self.events {
+            Some(patterns) => patterns.iter().any(|p| kind_matches(p, kind)),
+            None => is_default_kind(kind),
+        }
+    }
+
+    /// What the renderer needs.
+    pub fn template_spec(&self) -> ChannelTemplate {
+        ChannelTemplate {
+            name: self.spec.name.clone(),
+            kind: self.spec.kind,
+            template: self.template.clone(),
+            at_mobiles: self.spec.at_mobiles.clone(),
+        }
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub source: PathBuf,
+    /// `[storage]`.
+    pub storage: StorageConfig,
+    /// `[aliyun]`.
+    pub aliyun: AliyunConfig,
+    /// `[delivery]`.
+    pub delivery: DeliveryConfig,
+    /// `[[watch]]` blocks.
+    pub watches: Vec<WatchConfig>,
+    /// `[[channel]]` blocks.
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Config {
+    /// The channel with this name.
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.spec.name == name)
+    }
+
+    /// The watch with this name.
+    pub fn watch(&self, name: &str) -> Option<&WatchConfig> {
+        self.watches.iter().find(|w| w.name == name)
+    }
+
+    /// A redactor that knows every secret in this configuration.
+    pub fn redactor(&self) -> Redactor {
+        let mut r = Redactor::new();
+        if let Some(c) = &self.aliyun.credentials {
+            r.add_secret(&c.access_key_secret);
+            if let Some(t) = &c.security_token {
+                r.add_secret(t);
+            }
+        }
+        for ch in &self.channels {
+            r.add_secret(&ch.spec.url);
+            if let Some(s) = &ch.spec.secret {
+                r.add_secret(s);
+            }
+        }
+        r
+    }
+
+    /// Channel templates for the renderer.
+    pub fn templates(&self) -> Vec<ChannelTemplate> {
+        self.channels.iter().map(|c| c.template_spec()).collect()
+    }
+}
+
+/// Which file to read: `-c`, then `DBSWATCH_CONFIG`, then `./dbswatch.toml`.
+pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("DBSWATCH_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// Read and validate a config file, with `${VAR}` taken from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![ConfigProblem {
+            location: path.display().to_string(),
+            path: String::new(),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "file not found: create it (README.md has a complete example) or point -c / \
+                 DBSWATCH_CONFIG at your config"
+                    .to_string()
+            } else {
+                format!("cannot read the file: {e}")
+            },
+        }],
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Parse and validate config text. `env` looks variables up (injected for tests).
+pub fn parse(
+    text: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut p = Problems {
+        text,
+        file: source.display().to_string(),
+        list: Vec::new(),
+    };
+    let mut table: Table = match text.parse::<Table>() {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            p.list.push(ConfigProblem {
+                location: match line {
+                    Some(l) => format!("{}:{l}", p.file),
+                    None => p.file.clone(),
+                },
+                path: String::new(),
+                message: format!(
+                    "not valid TOML: {}",
+                    e.message().trim_end_matches('\n').trim()
+                ),
+            });
+            return Err(ConfigError { problems: p.list });
+        }
+    };
+
+    expand_env(&mut table, &mut Vec::new(), env, &mut p);
+    check_unknown_keys(&table, &mut p);
+
+    let storage = section::<RawStorage>(&table, "storage", &mut p).unwrap_or_default();
+    let aliyun_raw = section::<RawAliyun>(&table, "aliyun", &mut p).unwrap_or_default();
+    let delivery_raw = section::<RawDelivery>(&table, "delivery", &mut p).unwrap_or_default();
+    let raw_watches = array::<RawWatch>(&table, "watch", &mut p);
+    let raw_channels = array::<RawChannel>(&table, "channel", &mut p);
+
+    let aliyun = build_aliyun(aliyun_raw, env, &mut p);
+    let base_dir = source
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let channels = build_channels(raw_channels, &base_dir, &mut p);
+    let watches = build_watches(raw_watches, &channels, &mut p);
+
+    let config = Config {
+        source: source.to_path_buf(),
+        storage: StorageConfig {
+            database: PathBuf::from(
+                storage
+                    .database
+                    .unwrap_or_else(|| "dbswatch.db".to_string()),
+            ),
+        },
+        aliyun,
+        delivery: DeliveryConfig {
+            timeout: Duration::from_secs(delivery_raw.timeout_secs.unwrap_or(10).max(1)),
+            retry_base: Duration::from_secs(delivery_raw.retry_base_secs.unwrap_or(30).max(1)),
+            retry_max: Duration::from_secs(delivery_raw.retry_max_secs.unwrap_or(3600).max(1)),
+        },
+        watches,
+        channels,
+    };
+
+    // Templates are checked only when the rest is sound, so a typo in a channel name does not
+    // also show up as a confusing template error.
+    if p.list.is_empty() {
+        match crate::render::Renderer::new(&config.templates()) {
+            Ok(renderer) => {
+                for e in renderer.check() {
+                    p.push_plain(format!("template: {e}"));
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    p.push_plain(format!("template: {e}"));
+                }
+            }
+        }
+    }
+
+    if p.list.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError { problems: p.list })
+    }
+}
+
+struct Problems<'a> {
+    text: &'a str,
+    file: String,
+    list: Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    /// Record a problem at `section[index].key`, finding its line in the text when possible.
+    /// Only the first problem of each key is kept: a value that failed `${VAR}` expansion is
+    /// not reported again as an invalid URL.
+    fn push(&mut self, section: &str, index: Option<usize>, key: Option<&str>, message: String) {
+        let path = display_path(section, index, key);
+        if key.is_some() && self.list.iter().any(|p| p.path == path) {
+            return;
+        }
+        let line = locate(self.text, section, index, key)
+            .or_else(|| locate(self.text, section, index, None));
+        self.list.push(ConfigProblem {
+            location: match line {
+                Some(l) => format!("{}:{l}", self.file),
+                None => self.file.clone(),
+            },
+            path,
+            message,
+        });
+    }
+
+    fn push_plain(&mut self, message: String) {
+        self.list.push(ConfigProblem {
+            location: self.file.clone(),
+            path: String::new(),
+            message,
+        });
+    }
+}
+
+fn display_path(section: &str, index: Option<usize>, key: Option<&str>) -> String {
+    let mut s = match index {
+        Some(i) => format!("{section}[{}]", i + 1),
+        None if section.is_empty() => String::new(),
+        None => section.to_string(),
+    };
+    if let Some(k) = key {
+        if !s.is_empty() {
+            s.push('.');
+        }
+        s.push_str(k);
+    }
+    s
+}
+
+/// The 1-based line of `key` inside the `index`-th `[[section]]` (or `[section]`), or of the
+/// section header itself when no key is given.
+fn locate(text: &str, section: &str, index: Option<usize>, key: Option<&str>) -> Option<usize> {
+    let header = match index {
+        Some(_) => format!("[[{section}]]"),
+        None => format!("[{section}]"),
+    };
+    let mut seen = 0usize;
+    let mut inside = section.is_empty();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let compact: String = t
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if compact == header {
+                inside = index.is_none_or(|i| seen == i);
+                seen += 1;
+                if inside && key.is_none() {
+                    return Some(n + 1);
+                }
+            } else {
+                inside = false;
+            }
+            continue;
+        }
+        if inside && let Some(k) = key {
+            let name = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if t.contains('=') && name == k {
+                return Some(n + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Replace `${NAME}` in every string with the variable's value; `$${` is a literal `${`.
+fn expand_env(
+    table: &mut Table,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems<'_>,
+) {
+    for (key, value) in table.iter_mut() {
+        path.push(key.clone());
+        expand_value(value, path, env, p);
+        path.pop();
+    }
+}
+
+fn expand_value(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems<'_>,
+) {
+    match value {
+        Value::String(s) => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(missing) => {
+                let (section, index, key) = split_path(path);
+                p.push(
+                    &section,
+                    index,
+                    key.as_deref(),
+                    format!(
+                        "environment variable {missing} is not set (referenced as ${{{missing}}}); \
+                         export it or write the value in the file"
+                    ),
+                );
+            }
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                expand_value(item, path, env, p);
+                path.pop();
+            }
+        }
+        Value::Table(t) => expand_env(t, path, env, p),
+        _ => {}
+    }
+}
+
+/// Turn a value path like `["watch", "0", "schedule"]` into (section, index, key).
+fn split_path(path: &[String]) -> (String, Option<usize>, Option<String>) {
+    let section = path.first().cloned().unwrap_or_default();
+    let index = path.get(1).and_then(|s| s.parse::<usize>().ok());
+    let key_at = if index.is_some() { 2 } else { 1 };
+    (section, index, path.get(key_at).cloned())
+}
+
+fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(stripped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix("${")
+            && let Some(end) = inner.find('}')
+        {
+            let name = &inner[..end];
+            match env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(name.to_string()),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+const TOP_KEYS: &[&str] = &["storage", "aliyun", "delivery", "watch", "channel"];
+const STORAGE_KEYS: &[&str] = &["database"];
+const ALIYUN_KEYS: &[&str] = &[
+    "access_key_id",
+    "access_key_secret",
+    "security_token",
+    "region",
+    "endpoint",
+    "timeout_secs",
+    "max_retries",
+];
+const DELIVERY_KEYS: &[&str] = &["timeout_secs", "retry_base_secs", "retry_max_secs"];
+const WATCH_KEYS: &[&str] = &[
+    "name",
+    "backup_plan_id",
+    "restore_task_id",
+    "schedule",
+    "channels",
+];
+const CHANNEL_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "url",
+    "secret",
+    "at_mobiles",
+    "events",
+    "template",
+];
+
+fn check_unknown_keys(table: &Table, p: &mut Problems<'_>) {
+    for key in table.keys() {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            p.push(
+                "",
+                None,
+                Some(key),
+                unknown_key_message(key, TOP_KEYS, "at the top level"),
+            );
+        }
+    }
+    for (section, known) in [
+        ("storage", STORAGE_KEYS),
+        ("aliyun", ALIYUN_KEYS),
+        ("delivery", DELIVERY_KEYS),
+    ] {
+        if let Some(Value::Table(t)) = table.get(section) {
+            for key in t.keys().filter(|k| !known.contains(&k.as_str())) {
+                p.push(
+                    section,
+                    None,
+                    Some(key),
+                    unknown_key_message(key, known, &format!("in [{section}]")),
+                );
+            }
+        }
+    }
+    for (section, known) in [("watch", WATCH_KEYS), ("channel", CHANNEL_KEYS)] {
+        if let Some(Value::Array(items)) = table.get(section) {
+            for (i, item) in items.iter().enumerate() {
+                if let Value::Table(t) = item {
+                    for key in t.keys().filter(|k| !known.contains(&k.as_str())) {
+                        p.push(
+                            section,
+                            Some(i),
+                            Some(key),
+                            unknown_key_message(key, known, &format!("in [[{section}]]")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unknown_key_message(key: &str, known: &[&str], place: &str) -> String {
+    let close = known
+        .iter()
+        .min_by_key(|k| edit_distance(key, k))
+        .filter(|k| edit_distance(key, k) <= 2);
+    match close {
+        Some(k) => format!("unknown key `{key}` {place}; did you mean `{k}`?"),
+        None => format!(
+            "unknown key `{key}` {place}; known keys: {}",
+            known.join(", ")
+        ),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawStorage {
+    database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAliyun {
+    access_key_id: Option<String>,
+    access_key_secret: Option<Secret>,
+    security_token: Option<Secret>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    timeout_secs: Option<u64>,
+    max_retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawDelivery {
+    timeout_secs: Option<u64>,
+    retry_base_secs: Option<u64>,
+    retry_max_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWatch {
+    name: Option<String>,
+    backup_plan_id: Option<String>,
+    restore_task_id: Option<String>,
+    schedule: Option<String>,
+    channels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawChannel {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<Secret>,
+    secret: Option<Secret>,
+    at_mobiles: Option<Vec<String>>,
+    events: Option<Vec<String>>,
+    template: Option<String>,
+}
+
+/// Deserialise `[name]`, reporting a type error against the section.
+fn section<T: for<'de> Deserialize<'de>>(
+    table: &Table,
+    name: &str,
+    p: &mut Problems<'_>,
+) -> Option<T> {
+    let value = table.get(name)?;
+    if !value.is_table() {
+        p.push(
+            "",
+            None,
+            Some(name),
+            format!("`{name}` must be a table: write it as [{name}]"),
+        );
+        return None;
+    }
+    deserialize_located(value.clone(), name, None, p)
+}
+
+/// Deserialise every `[[name]]` entry, reporting type errors against each entry.
+fn array<T: for<'de> Deserialize<'de>>(table: &Table, name: &str, p: &mut Problems<'_>) -> Vec<T> {
+    let Some(value) = table.get(name) else {
+        return Vec::new();
+    };
+    let Value::Array(items) = value else {
+        p.push(
+            "",
+            None,
+            Some(name),
+            format!("`{name}` must be a list of tables: write each one as [[{name}]]"),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| deserialize_located(item.clone(), name, Some(i), p))
+        .collect()
+}
+
+fn deserialize_located<T: for<'de> Deserialize<'de>>(
+    value: Value,
+    section: &str,
+    index: Option<usize>,
+    p: &mut Problems<'_>,
+) -> Option<T> {
+    match T::deserialize(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            // Name the key whose value has the wrong type when we can find it.
+            let key = value.as_table().and_then(|t| {
+                t.keys()
+                    .find(|k| e.to_string().contains(&format!("`{k}`")))
+                    .cloned()
+            });
+            p.push(
+                section,
+                index,
+                key.as_deref(),
+                format!("wrong type: {}", e.to_string().trim()),
+            );
+            None
+        }
+    }
+}
+
+fn build_aliyun(
+    raw: RawAliyun,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems<'_>,
+) -> AliyunConfig {
+    let non_empty = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+    let id = non_empty(raw.access_key_id).or_else(|| non_empty(env("ALIBABA_CLOUD_ACCESS_KEY_ID")));
+    let secret = raw
+        .access_key_secret
+        .filter(|s| !s.is_empty())
+        .or_else(|| non_empty(env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")).map(Secret::new));
+    let token = raw
+        .security_token
+        .filter(|s| !s.is_empty())
+        .or_else(|| non_empty(env("ALIBABA_CLOUD_SECURITY_TOKEN")).map(Secret::new));
+    let credentials = match (id, secret) {
+        (Some(access_key_id), Some(access_key_secret)) => Some(Credentials {
+            access_key_id,
+            access_key_secret,
+            security_token: token,
+        }),
+        _ => None,
+    };
+    let region = non_empty(raw.region)
+        .or_else(|| non_empty(env("ALIBABA_CLOUD_REGION_ID")))
+        .unwrap_or_else(|| "cn-hangzhou".to_string());
+    if let Some(endpoint) = &raw.endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        p.push(
+            "aliyun",
+            None,
+            Some("endpoint"),
+            format!("`{endpoint}` is not a URL: write it as https://host or http://127.0.0.1:port"),
+        );
+    }
+    AliyunConfig {
+        credentials,
+        region,
+        endpoint: raw.endpoint.map(|e| e.trim_end_matches('/').to_string()),
+        timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(10).max(1)),
+        max_retries: raw.max_retries.unwrap_or(2),
+    }
+}
+
+fn build_channels(
+    raw: Vec<RawChannel>,
+    base_dir: &Path,
+    p: &mut Problems<'_>,
+) -> Vec<ChannelConfig> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let mut ok = true;
+        let name = match c.name.filter(|n| !n.trim().is_empty()) {
+            Some(n) => n,
+            None => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("name"),
+                    "every channel needs a `name`".into(),
+                );
+                ok = false;
+                format!("#{}", i + 1)
+            }
+        };
+        if !seen.insert(name.clone()) {
+            p.push(
+                "channel",
+                Some(i),
+                Some("name"),
+                format!("channel name `{name}` is used twice; names must be unique"),
+            );
+            ok = false;
+        }
+        let kind = match c.kind.as_deref() {
+            Some("slack") => Some(ChannelKind::Slack),
+            Some("dingtalk") => Some(ChannelKind::Dingtalk),
+            Some("webhook") => Some(ChannelKind::Webhook),
+            Some(other) => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("type"),
+                    format!(
+                        "channel `{name}`: unknown type `{other}`; use dingtalk, slack or webhook"
+                    ),
+                );
+                None
+            }
+            None => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("type"),
+                    format!("channel `{name}` needs a `type`: dingtalk, slack or webhook"),
+                );
+                None
+            }
+        };
+        let url = match c.url {
+            Some(u) if u.expose().starts_with("https://") || u.expose().starts_with("http://") => {
+                Some(u)
+            }
+            Some(u) if u.is_empty() => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("url"),
+                    format!("channel `{name}`: `url` is empty (an unset variable?)"),
+                );
+                None
+            }
+            Some(_) => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("url"),
+                    format!("channel `{name}`: `url` must start with https:// or http://"),
+                );
+                None
+            }
+            None => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("url"),
+                    format!("channel `{name}` needs a `url`"),
+                );
+                None
+            }
+        };
+        let secret = c.secret.filter(|s| !s.is_empty());
+        if let (Some(ChannelKind::Webhook), Some(s)) = (kind, &secret)
+            && let Err(e) = webhook_secret_bytes(s.expose())
+        {
+            p.push(
+                "channel",
+                Some(i),
+                Some("secret"),
+                format!("channel `{name}`: {e}"),
+            );
+        }
+        if let (Some(ChannelKind::Slack), Some(_)) = (kind, &secret) {
+            p.push(
+                "channel",
+                Some(i),
+                Some("secret"),
+                format!("channel `{name}`: Slack incoming webhooks take no signing secret; remove `secret`"),
+            );
+        }
+        let at_mobiles = c.at_mobiles.unwrap_or_default();
+        if !at_mobiles.is_empty() && kind != Some(ChannelKind::Dingtalk) {
+            p.push(
+                "channel",
+                Some(i),
+                Some("at_mobiles"),
+                format!("channel `{name}`: `at_mobiles` only works for dingtalk channels"),
+            );
+        }
+        if let Some(events) = &c.events {
+            for pattern in events {
+                if !ALL_KINDS.iter().any(|k| kind_matches(pattern, k)) {
+                    p.push(
+                        "channel",
+                        Some(i),
+                        Some("events"),
+                        format!(
+                            "channel `{name}`: `{pattern}` matches no event kind; kinds are {}",
+                            ALL_KINDS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        let template = c.template.map(|t| {
+            let path = PathBuf::from(&t);
+            if path.is_absolute() {
+                path
+            } else {
+                base_dir.join(path)
+            }
+        });
+        if let Some(t) = &template
+            && !t.is_file()
+        {
+            p.push(
+                "channel",
+                Some(i),
+                Some("template"),
+                format!("channel `{name}`: template file {} not found", t.display()),
+            );
+            ok = false;
+        }
+        if let (true, Some(kind), Some(url)) = (ok, kind, url) {
+            out.push(ChannelConfig {
+                spec: ChannelSpec {
+                    name,
+                    kind,
+                    url,
+                    secret,
+                    at_mobiles,
+                },
+                events: c.events,
+                template,
+            });
+        }
+    }
+    out
+}
+
+/// The HMAC key of a Standard Webhooks secret: base64 after an optional `whsec_` prefix.
+pub fn webhook_secret_bytes(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| {
+            "`secret` must be a Standard Webhooks secret: `whsec_` followed by base64 \
+             (generate one with: head -c 32 /dev/urandom | base64)"
+                .to_string()
+        })
+}
+
+fn build_watches(
+    raw: Vec<RawWatch>,
+    channels: &[ChannelConfig],
+    p: &mut Problems<'_>,
+) -> Vec<WatchConfig> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let channel_names: Vec<&str> = channels.iter().map(|c| c.spec.name.as_str()).collect();
+    for (i, w) in raw.into_iter().enumerate() {
+        let name = w.name.filter(|n| !n.trim().is_empty());
+        let label = name.clone().unwrap_or_else(|| format!("#{}", i + 1));
+        if name.is_none() {
+            p.push("watch", Some(i), None, "every watch needs a `name`".into());
+        }
+        if name.is_some() && !seen.insert(label.clone()) {
+            p.push(
+                "watch",
+                Some(i),
+                Some("name"),
+                format!("watch name `{label}` is used twice; names must be unique"),
+            );
+        }
+        let plan = w.backup_plan_id.filter(|s| !s.trim().is_empty());
+        let task = w.restore_task_id.filter(|s| !s.trim().is_empty());
+        let target = match (plan, task) {
+            (Some(p), None) => Some(Target::BackupPlan(p)),
+            (None, Some(t)) => Some(Target::RestoreTask(t)),
+            (Some(_), Some(_)) => {
+                p.push(
+                    "watch",
+                    Some(i),
+                    None,
+                    format!("watch `{label}` has both backup_plan_id and restore_task_id; keep one (one watch follows one thing)"),
+                );
+                None
+            }
+            (None, None) => {
+                p.push(
+                    "watch",
+                    Some(i),
+                    None,
+                    format!("watch `{label}` needs backup_plan_id (a pre-check) or restore_task_id (a restore)"),
+                );
+                None
+            }
+        };
+        let schedule = match w.schedule.as_deref() {
+            Some(expr) => match CronSchedule::parse(expr) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    p.push(
+                        "watch",
+                        Some(i),
+                        Some("schedule"),
+                        format!("watch `{label}`: {e}"),
+                    );
+                    None
+                }
+            },
+            None => {
+                p.push(
+                    "watch",
+                    Some(i),
+                    Some("schedule"),
+                    format!(
+                        "watch `{label}` needs a `schedule`, e.g. \"*/1 * * * *\" (every minute)"
+                    ),
+                );
+                None
+            }
+        };
+        let names = w
+            .channels
+            .unwrap_or_else(|| channel_names.iter().map(|s| s.to_string()).collect());
+        for c in &names {
+            if !channel_names.contains(&c.as_str()) {
+                p.push(
+                    "watch",
+                    Some(i),
+                    Some("channels"),
+                    format!(
+                        "watch `{label}` names channel `{c}`, which is not defined; defined: {}",
+                        if channel_names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            channel_names.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        if let (Some(name), Some(target), Some(schedule)) = (name, target, schedule) {
+            out.push(WatchConfig {
+                name,
+                target,
+                schedule,
+                channels: names,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[storage]
+database = "dbswatch.db"            # SQLite file, created if missing
+
+[aliyun]
+access_key_id = "${ALIBABA_CLOUD_ACCESS_KEY_ID}"
+access_key_secret = "${ALIBABA_CLOUD_ACCESS_KEY_SECRET}"
+region = "cn-hangzhou"
+endpoint = "http://127.0.0.1:18080"  # optional override of the regional endpoint
+
+[[watch]]
+name = "orders-db"
+backup_plan_id = "dbstooi01XXXX"     # or: restore_task_id = "..."
+schedule = "*/30 * * * * *"          # cron; 5-field (minute-based) and 6-field (with seconds) both accepted
+channels = ["ops-dingtalk", "ops-slack", "audit"]
+
+[[channel]]
+name = "ops-dingtalk"
+type = "dingtalk"                    # dingtalk | slack | webhook
+url = "https://oapi.dingtalk.com/robot/send?access_token=${DINGTALK_TOKEN}"
+secret = "${DINGTALK_SECRET}"        # optional: DingTalk signing ("SEC...")
+at_mobiles = ["13800000000"]         # optional: who is @-mentioned
+events = ["precheck.failed"]         # optional: which event kinds this channel gets
+
+[[channel]]
+name = "ops-slack"
+type = "slack"
+url = "${SLACK_WEBHOOK_URL}"
+
+[[channel]]
+name = "audit"
+type = "webhook"
+url = "https://hooks.example.com/dbs"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAIexample".into()),
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("very-secret".into()),
+            "DINGTALK_TOKEN" => Some("tok123456".into()),
+            "DINGTALK_SECRET" => Some("SECabcdef".into()),
+            "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/XYZXYZXYZ".into()),
+            _ => None,
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("test.toml"), &env)
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = parse_str(EXAMPLE).unwrap();
+        assert_eq!(c.storage.database, PathBuf::from("dbswatch.db"));
+        assert_eq!(c.aliyun.endpoint_url(), "http://127.0.0.1:18080");
+        let creds = c.aliyun.credentials.as_ref().unwrap();
+        assert_eq!(creds.access_key_id, "LTAIexample");
+        assert_eq!(creds.access_key_secret.expose(), "very-secret");
+        assert_eq!(c.watches.len(), 1);
+        assert_eq!(
+            c.watches[0].target,
+            Target::BackupPlan("dbstooi01XXXX".into())
+        );
+        assert_eq!(c.channels.len(), 3);
+        let ding = c.channel("ops-dingtalk").unwrap();
+        assert_eq!(
+            ding.spec.url.expose(),
+            "https://oapi.dingtalk.com/robot/send?access_token=tok123456"
+        );
+        assert!(ding.accepts("precheck.failed"));
+        assert!(!ding.accepts("precheck.passed"));
+        let slack = c.channel("ops-slack").unwrap();
+        assert!(slack.accepts("restore.completed"));
+        assert!(!slack.accepts("restore.progress"));
+        assert!(!slack.accepts("precheck.item_changed"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = parse_str(EXAMPLE).unwrap();
+        let dump = format!("{c:?}");
+        for secret in [
+            "very-secret",
+            "tok123456",
+            "SECabcdef",
+            "XYZXYZXYZ",
+            "whsec_",
+        ] {
+            assert!(!dump.contains(secret), "{secret} leaked in {dump}");
+        }
+        let r = c.redactor();
+        assert_eq!(r.redact("x very-secret y tok123456"), "x *** y ***");
+    }
+
+    #[test]
+    fn credentials_default_to_the_environment() {
+        let text = "[aliyun]\nregion = \"ap-southeast-1\"\n";
+        let c = parse_str(text).unwrap();
+        let creds = c.aliyun.credentials.clone().unwrap();
+        assert_eq!(creds.access_key_id, "LTAIexample");
+        assert!(creds.security_token.is_none());
+        assert_eq!(
+            c.aliyun.endpoint_url(),
+            endpoint_for_region("ap-southeast-1")
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_with_its_place() {
+        let text = "[[channel]]\nname = \"s\"\ntype = \"slack\"\nurl = \"${NOPE_NOT_SET}\"\n";
+        let err = parse_str(text).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.location, "test.toml:4");
+        assert!(p.message.contains("NOPE_NOT_SET"), "{p}");
+    }
+
+    #[test]
+    fn dollar_dollar_is_a_literal() {
+        assert_eq!(expand_str("a$${B}c$d", &env).unwrap(), "a${B}c$d");
+        assert_eq!(
+            expand_str("x${DINGTALK_TOKEN}y", &env).unwrap(),
+            "xtok123456y"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+[storage]
+databse = "x.db"
+
+[[watch]]
+name = "a"
+backup_plan_id = "p"
+restore_task_id = "t"
+schedule = "* * *"
+channels = ["nowhere"]
+
+[[watch]]
+name = "b"
+shedule = "* * * * *"
+
+[[channel]]
+name = "c"
+type = "teams"
+url = "https://example.com"
+"#;
+        let err = parse_str(text).unwrap_err();
+        let all = err.to_string();
+        let expect = [
+            ("test.toml:3", "did you mean `database`"),
+            ("test.toml:5", "both backup_plan_id and restore_task_id"),
+            ("test.toml:9", "3 fields"),
+            ("test.toml:10", "channel `nowhere`, which is not defined"),
+            ("test.toml:14", "did you mean `schedule`"),
+            ("test.toml:12", "needs backup_plan_id"),
+            ("test.toml:12", "needs a `schedule`"),
+            ("test.toml:18", "unknown type `teams`"),
+        ];
+        for (loc, msg) in expect {
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.location.starts_with(loc) && p.message.contains(msg)),
+                "missing {loc} {msg} in:\n{all}"
+            );
+        }
+    }
+
+    #[test]
+    fn toml_syntax_errors_have_a_line() {
+        let err = parse_str("[storage]\ndatabase = \"x\n").unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert!(err.problems[0].location.starts_with("test.toml:"), "{err}");
+        assert!(err.problems[0].message.contains("not valid TOML"));
+    }
+
+    #[test]
+    fn bad_webhook_secret_and_events_are_reported() {
+        let text = r#"
+[[channel]]
+name = "w"
+type = "webhook"
+url = "https://example.com"
+secret = "whsec_not base64!"
+events = ["precheck.exploded"]
+"#;
+        let err = parse_str(text).unwrap_err();
+        assert!(
+            err.to_string().contains("Standard Webhooks secret"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("matches no event kind"), "{err}");
+        assert!(
+            !err.to_string().contains("not base64!"),
+            "secret echoed: {err}"
+        );
+    }
+
+    #[test]
+    fn watch_channels_default_to_all() {
+        let text = r#"
+[[watch]]
+name = "r"
+restore_task_id = "t1"
+schedule = "*/5 * * * *"
+
+[[channel]]
+name = "s"
+type = "slack"
+url = "https://hooks.slack.com/services/x"
+"#;
+        let c = parse_str(text).unwrap();
+        assert_eq!(c.watches[0].channels, vec!["s".to_string()]);
+        assert_eq!(c.watches[0].target, Target::RestoreTask("t1".into()));
+    }
+}

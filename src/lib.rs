@@ -23,6 +23,7 @@ pub mod history;
 pub mod notify;
 pub mod pipeline;
 pub mod render;
+pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod simulate;

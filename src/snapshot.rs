@@ -205,7 +205,11 @@ mod tests {
     #[test]
     fn a_state_change_changes_the_hash() {
         let a = Snapshot::new(Some("running".into()), None, vec![item("A", "1", "init")]);
-        let b = Snapshot::new(Some("running".into()), None, vec![item("A", "1", "running")]);
+        let b = Snapshot::new(
+            Some("running".into()),
+            None,
+            vec![item("A", "1", "running")],
+        );
         assert_ne!(a.content_hash(), b.content_hash());
     }
 

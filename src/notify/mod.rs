@@ -102,6 +102,10 @@ impl Notifier {
 
 /// The body as it will go on the wire: the rendered body plus what the channel adds
 /// (DingTalk `at` and `@mobile` mentions, `msgUuid`). Errors when the rendered body is not JSON.
-pub fn prepare_body(_channel: &ChannelSpec, rendered: &str, _delivery_id: &str) -> Result<String, String> {
+pub fn prepare_body(
+    _channel: &ChannelSpec,
+    rendered: &str,
+    _delivery_id: &str,
+) -> Result<String, String> {
     Ok(rendered.to_string())
 }
