@@ -1,4 +1,425 @@
-//! TODO
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line: parses arguments, sets up logging, runs a command, and decides the exit
+//! code (0 success, 1 a poll or delivery failed, 2 bad configuration or usage).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config};
+use crate::diff;
+use crate::history;
+use crate::pipeline::{App, Clock};
+use crate::scheduler;
+use crate::simulate;
+use crate::snapshot::Target;
+use crate::store::{HistoryFilter, Store};
+
+/// Watches Alibaba Cloud DBS pre-checks and restores and tells people in chat.
+#[derive(Debug, Parser)]
+#[command(name = "dbswatch", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file [default: ./dbswatch.toml]
+    #[arg(short, long, global = true, env = "DBSWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter, e.g. `info`, `debug`, `dbswatch=debug` (also RUST_LOG)
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll every watch on its schedule and send notifications
+    Run,
+    /// Poll every watch (or one) once now, deliver what it caused, and exit
+    Poll {
+        /// Only this watch
+        #[arg(long)]
+        watch: Option<String>,
+    },
+    /// Run recorded DBS responses (oldest first) through the diff engine and print the events
+    /// as JSON lines; no network, no config
+    Replay {
+        /// The files are a restore task's responses (events are `restore.*`)
+        #[arg(long)]
+        restore: bool,
+        /// Response files, in the order they were received
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show stored events, newest first, with where each notification went
+    History {
+        /// Only this watch
+        #[arg(long)]
+        watch: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// At most this many events
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Check the config file and report every problem at once (exit 2 when there are any)
+    CheckConfig,
+    /// Offline tour: the whole pipeline against a built-in DBS double and chat sink
+    Demo,
+    /// Serve the DBS double for trying a real config and templates locally
+    Simulate {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: SocketAddr,
+        /// Scenario file (JSON); the built-in demo scenario when omitted
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+    },
+}
+
+/// History output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people
+    Table,
+    /// One JSON object per line for tools
+    Json,
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log.as_deref(), &cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run_command(cli))
+}
+
+fn init_logging(filter: Option<&str>, command: &Command) {
+    let default = match command {
+        Command::Run | Command::Simulate { .. } => "info",
+        _ => "warn",
+    };
+    let filter = filter
+        .map(String::from)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn run_command(cli: Cli) -> ExitCode {
+    let config_path = config::resolve_path(cli.config.as_deref());
+    match cli.command {
+        Command::CheckConfig => check_config(&config_path),
+        Command::Run => with_app(&config_path, |app| async move {
+            let shutdown = scheduler::shutdown_on_signals();
+            scheduler::run(app, shutdown).await;
+            ExitCode::SUCCESS
+        })
+        .await,
+        Command::Poll { watch } => with_app(&config_path, |app| async move {
+            poll_once(app, watch).await
+        })
+        .await,
+        Command::History {
+            watch,
+            format,
+            limit,
+        } => show_history(&config_path, watch, format, limit).await,
+        Command::Replay { restore, files } => replay(restore, &files),
+        Command::Demo => crate::demo::run().await,
+        Command::Simulate { listen, scenario } => simulate_cmd(listen, scenario).await,
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprint!("error: {e}");
+        eprintln!("Fix the file and run `dbswatch check-config` to confirm.");
+        ExitCode::from(2)
+    })
+}
+
+async fn with_app<F, Fut>(path: &Path, f: F) -> ExitCode
+where
+    F: FnOnce(App) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let app = match App::new(config, Clock::system()).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let store = app.store.clone();
+    let code = f(app).await;
+    store.close().await;
+    code
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: OK — {} watch{}, {} channel{}, endpoint {}{}",
+                path.display(),
+                c.watches.len(),
+                if c.watches.len() == 1 { "" } else { "es" },
+                c.channels.len(),
+                if c.channels.len() == 1 { "" } else { "s" },
+                crate::secret::display_url(&c.aliyun.endpoint_url()),
+                match &c.aliyun.credentials {
+                    Some(creds) => format!(", AccessKey {}", mask_key_id(&creds.access_key_id)),
+                    None => ", no AccessKey (set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET before polling)"
+                        .to_string(),
+                }
+            );
+            for w in &c.watches {
+                println!(
+                    "  watch {}: {} {} on \"{}\" -> {}",
+                    w.name,
+                    w.target.type_name(),
+                    w.target.id(),
+                    w.schedule.expr(),
+                    w.channels.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `LTAI5tAbCdEf` -> `LTAI****CdEf`: enough to tell keys apart, not enough to use one.
+fn mask_key_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 8 {
+        return "****".into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
+    if let Some(name) = &watch
+        && app.config.watch(name).is_none()
+    {
+        let names: Vec<_> = app.config.watches.iter().map(|w| w.name.as_str()).collect();
+        eprintln!(
+            "error: no watch named `{name}`; configured: {}",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let names = watch.map(|w| vec![w]);
+    let reports = app.poll_many(names.as_deref()).await;
+    let mut failed = false;
+    for r in &reports {
+        match (&r.outcome, &r.error) {
+            (_, Some(e)) => {
+                failed = true;
+                println!("{}: poll failed: {e}", r.watch);
+            }
+            (Some(outcome), None) => {
+                let kinds: Vec<String> = r.events.iter().map(|e| e.kind()).collect();
+                println!(
+                    "{}: {}{}",
+                    r.watch,
+                    serde_json::to_value(outcome)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
+                    if kinds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" -> {}", kinds.join(", "))
+                    }
+                );
+            }
+            (None, None) => {}
+        }
+    }
+    match app.deliver_due().await {
+        Ok(d) => {
+            if d.delivered + d.retrying + d.dead > 0 {
+                println!(
+                    "notifications: {} delivered, {} to retry, {} failed for good",
+                    d.delivered, d.retrying, d.dead
+                );
+            }
+            for f in &d.failures {
+                println!("  delivery failed: {f}");
+            }
+            if !d.failures.is_empty() {
+                failed = true;
+            }
+        }
+        Err(e) => {
+            eprintln!("error: delivery pass failed: {e}; pending messages are kept for the next run");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn show_history(
+    path: &Path,
+    watch: Option<String>,
+    format: Format,
+    limit: i64,
+) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !config.storage.database.exists() {
+        eprintln!(
+            "no database at {} yet: run `dbswatch poll` or `dbswatch run` first",
+            config.storage.database.display()
+        );
+        return ExitCode::from(1);
+    }
+    let store = match Store::open(&config.storage.database).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let entries = match store
+        .history(&HistoryFilter {
+            watch,
+            limit: Some(limit),
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    store.close().await;
+    match format {
+        Format::Table => print!("{}", history::table(&entries)),
+        Format::Json => print!("{}", history::json_lines(&entries)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn replay(restore: bool, files: &[PathBuf]) -> ExitCode {
+    let target = if restore {
+        Target::RestoreTask("replay".into())
+    } else {
+        Target::BackupPlan("replay".into())
+    };
+    let mut snapshots = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let body = match std::fs::read_to_string(file) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        match crate::dbs::parse_response(200, &body) {
+            Ok(response) => snapshots.push((response.snapshot, i as i64)),
+            Err(e) => {
+                eprintln!("{}: skipped, not a usable response: {e}", file.display());
+            }
+        }
+    }
+    let mut n = 0u64;
+    let mut next_id = || {
+        n += 1;
+        format!("replay-{n}")
+    };
+    let events = diff::replay("replay", &target, None, snapshots, &mut next_id);
+    for e in events {
+        let mut value = serde_json::to_value(&e).expect("events serialise");
+        value["kind"] = serde_json::Value::String(e.kind());
+        value["file"] = serde_json::Value::String(
+            files
+                .get(e.observed_at_ms as usize)
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+        );
+        println!("{value}");
+    }
+    ExitCode::SUCCESS
+}
+
+async fn simulate_cmd(listen: SocketAddr, scenario: Option<PathBuf>) -> ExitCode {
+    let scenario = match scenario {
+        Some(path) => match simulate::Scenario::load(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => simulate::Scenario::builtin_demo(),
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!("DBS double listening on http://{listen} (Ctrl-C to stop)");
+    let shutdown = scheduler::shutdown_on_signals();
+    match simulate::serve(listener, scenario, async move { shutdown.cancelled().await }).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_are_masked() {
+        assert_eq!(mask_key_id("LTAI5tAbCdEfGh"), "LTAI****EfGh");
+        assert_eq!(mask_key_id("short"), "****");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -24,7 +24,7 @@ pub struct DiffContext<'a> {
     /// When the new snapshot was observed, epoch ms.
     pub observed_at_ms: i64,
     /// Source of event ids (UUIDs in production, counters in tests).
-    pub next_id: &'a mut dyn FnMut() -> String,
+    pub next_id: &'a mut (dyn FnMut() -> String + Send),
 }
 
 /// The events that `next` means, given what was known before.
@@ -116,7 +116,7 @@ pub fn replay(
     target: &Target,
     baseline: Option<Snapshot>,
     snapshots: impl IntoIterator<Item = (Snapshot, i64)>,
-    next_id: &mut dyn FnMut() -> String,
+    next_id: &mut (dyn FnMut() -> String + Send),
 ) -> Vec<Event> {
     let mut prev = baseline;
     let mut events = Vec::new();
