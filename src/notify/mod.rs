@@ -437,10 +437,10 @@ pub fn prepare_body(
 /// configuration validation can report it at startup instead of in the attempt log.
 pub fn validate_channel(channel: &ChannelSpec) -> Result<(), String> {
     checked_url(channel.url.expose()).map_err(|e| e.to_string())?;
-    if channel.kind == ChannelKind::Webhook {
-        if let Some(secret) = &channel.secret {
-            WebhookSecret::parse(secret.expose()).map_err(|e| e.to_string())?;
-        }
+    if channel.kind == ChannelKind::Webhook
+        && let Some(secret) = &channel.secret
+    {
+        WebhookSecret::parse(secret.expose()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -454,23 +454,20 @@ fn prepare(channel: &ChannelSpec, rendered: &str, delivery_id: &str) -> Result<S
         // over it, and re-serialising could reorder or re-escape it.
         ChannelKind::Webhook => Ok(rendered.to_string()),
         ChannelKind::Slack => {
-            expect_object(kind, &value)?;
+            into_object(kind, value)?;
             Ok(rendered.to_string())
         }
         ChannelKind::Dingtalk => {
-            expect_object(kind, &value)?;
-            let Value::Object(object) = value else {
-                unreachable!("checked by expect_object")
-            };
+            let object = into_object(kind, value)?;
             let object = dingtalk::prepare(object, delivery_id, &channel.at_mobiles)?;
             Ok(Value::Object(object).to_string())
         }
     }
 }
 
-fn expect_object(kind: &'static str, value: &Value) -> Result<(), Error> {
+fn into_object(kind: &'static str, value: Value) -> Result<serde_json::Map<String, Value>, Error> {
     let found = match value {
-        Value::Object(_) => return Ok(()),
+        Value::Object(object) => return Ok(object),
         Value::Null => "null",
         Value::Bool(_) => "boolean",
         Value::Number(_) => "number",
