@@ -53,9 +53,15 @@ impl<'de> Deserialize<'de> for Secret {
 ///
 /// Built once from the configuration; shared by the store, the notifiers and the logger so the
 /// same rule applies everywhere text leaves the process.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Redactor {
     needles: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.needles.len())
+    }
 }
 
 impl Redactor {
@@ -157,6 +163,13 @@ mod tests {
         assert!(!out.contains("abc123token"), "{out}");
         assert!(!out.contains("XXXXXXXXXXXXXXXX"), "{out}");
         assert!(out.contains("ab stays"));
+    }
+
+    #[test]
+    fn redactor_debug_shows_no_secret() {
+        let mut r = Redactor::new();
+        r.add("topsecretvalue");
+        assert_eq!(format!("{r:?}"), "Redactor(1 secrets)");
     }
 
     #[test]

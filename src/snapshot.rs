@@ -135,7 +135,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Build a snapshot and put its items in the stable order that hashing relies on.
     pub fn new(status: Option<String>, progress: Option<i64>, mut items: Vec<Item>) -> Snapshot {
-        items.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+        items.sort_by_cached_key(order_key);
         Snapshot {
             status,
             progress,
