@@ -351,8 +351,8 @@ fn replay(restore: bool, files: &[PathBuf]) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match crate::dbs::parse_response(200, &body) {
-            Ok(response) => snapshots.push((response.snapshot, i as i64)),
+        match crate::dbs::response::interpret(crate::dbs::response::Reply::new(200, &body)) {
+            Ok(parsed) => snapshots.push((parsed.snapshot, i as i64)),
             Err(e) => {
                 eprintln!("{}: skipped, not a usable response: {e}", file.display());
             }
