@@ -2,10 +2,17 @@
 //!
 //! INTERFACE STUB: replaced by the real implementation (see the helper brief).
 
+mod escape;
+mod helpers;
+mod limits;
+
 use std::path::PathBuf;
 
 use crate::event::Event;
 use crate::notify::ChannelKind;
+
+pub use escape::{json_string, slack_entities};
+pub use helpers::{format_duration, format_time, quote_lines, truncate_chars};
 
 /// What the renderer needs to know about a channel.
 #[derive(Debug, Clone)]
