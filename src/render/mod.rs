@@ -5,6 +5,8 @@
 mod escape;
 mod helpers;
 mod limits;
+mod samples;
+mod view;
 
 use std::path::PathBuf;
 
@@ -13,6 +15,8 @@ use crate::notify::ChannelKind;
 
 pub use escape::{json_string, slack_entities};
 pub use helpers::{format_duration, format_time, quote_lines, truncate_chars};
+pub use samples::{hostile_event, sample_events};
+pub use view::{ItemChangeView, ItemView, View, webhook_payload};
 
 /// What the renderer needs to know about a channel.
 #[derive(Debug, Clone)]
