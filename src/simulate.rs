@@ -59,7 +59,7 @@ pub mod fixtures;
 mod scenario;
 mod server;
 
-pub use scenario::{Scenario, ScenarioError, ScriptedTarget, Step};
+pub use scenario::{Scenario, ScenarioError, Step};
 pub use server::{MAX_CLOCK_SKEW, SimServer, serve, spawn_local};
 
 /// Credentials the built-in scenario accepts.

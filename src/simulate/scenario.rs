@@ -23,13 +23,11 @@ pub struct Scenario {
     targets: Vec<ScriptedTarget>,
 }
 
-/// One target and the replies it gives to successive polls.
+/// One target and the replies it gives to successive polls; the last step repeats forever.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScriptedTarget {
-    /// The backup plan or restore task.
-    pub target: Target,
-    /// Replies in order; the last one repeats forever.
-    pub steps: Vec<Step>,
+struct ScriptedTarget {
+    target: Target,
+    steps: Vec<Step>,
 }
 
 /// One scripted reply.
