@@ -557,6 +557,13 @@ mod tests {
     }
 
     #[test]
+    fn errors_cross_task_boundaries() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<DbsError>();
+        assert_send_sync::<ServiceError>();
+    }
+
+    #[test]
     fn classification_table() {
         for (code, status, kind) in [
             ("Throttling", 400, ErrorKind::Throttled),
