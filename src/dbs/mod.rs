@@ -1,14 +1,44 @@
 //! The DBS OpenAPI client: RPC signature V1, endpoints, response parsing and error classification.
 //!
-//! INTERFACE STUB: replaced by the real implementation (see the helper brief).
+//! This module is the only place that speaks the DBS wire protocol. It hands the rest of
+//! dbswatch a [`Snapshot`] or a classified [`DbsError`], so nothing else needs to know about
+//! percent-encoding, `Success:false` bodies or gateway error codes.
+//!
+//! - [`sign`]: percent-encoding, canonical query, string to sign, HMAC-SHA1 (pure).
+//! - [`endpoint`]: region to host.
+//! - [`response`]: reply to snapshot or error (pure).
+//! - [`error`]: the error type, its classification and the user-facing hints.
+//! - [`client`]: the HTTP client with retries.
+//!
+//! It must not log secrets, signatures or request URLs, and it must not touch the store or the
+//! notifiers.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::secret::Secret;
-use crate::snapshot::{Snapshot, Target};
+use crate::snapshot::Snapshot;
+
+pub mod client;
+pub mod endpoint;
+pub mod error;
+pub mod response;
+pub mod sign;
+
+pub use client::DbsClient;
+pub use endpoint::endpoint_for_region;
+pub use error::{DbsError, ErrorKind, SignatureDiagnosis};
+
+/// The action dbswatch calls.
+pub const ACTION: &str = "DescribePreCheckProgressList";
+/// The DBS API version the action belongs to.
+pub const API_VERSION: &str = "2019-03-06";
 
 /// AccessKey credentials, optionally with an STS token.
-#[derive(Debug, Clone)]
+///
+/// The secret and the token are [`Secret`]s so they cannot reach a log line by accident; the id is
+/// masked in `Debug` too, because it identifies the account.
+#[derive(Clone)]
 pub struct Credentials {
     /// The AccessKey id (not secret, but not shown in full either).
     pub access_key_id: String,
@@ -16,6 +46,33 @@ pub struct Credentials {
     pub access_key_secret: Secret,
     /// STS security token, sent as `SecurityToken` and signed.
     pub security_token: Option<Secret>,
+}
+
+impl Credentials {
+    /// Long-lived AccessKey credentials without an STS token.
+    pub fn new(access_key_id: impl Into<String>, access_key_secret: impl Into<String>) -> Self {
+        Credentials {
+            access_key_id: access_key_id.into(),
+            access_key_secret: Secret::new(access_key_secret),
+            security_token: None,
+        }
+    }
+
+    /// The id as it may be shown: its first four characters, enough to tell keys apart.
+    pub fn masked_id(&self) -> String {
+        let shown: String = self.access_key_id.chars().take(4).collect();
+        format!("{shown}****")
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.masked_id())
+            .field("access_key_secret", &self.access_key_secret)
+            .field("security_token", &self.security_token)
+            .finish()
+    }
 }
 
 /// How the client talks to DBS.
@@ -33,6 +90,20 @@ pub struct ClientOptions {
     pub retry_base: Duration,
 }
 
+impl ClientOptions {
+    /// Defaults that suit a poller: the SDKs' 10 s read timeout, 3 retries from 500 ms (the
+    /// throttling backoff of the Python SDK), so one poll gives up within about a minute.
+    pub fn for_endpoint(endpoint: impl Into<String>) -> ClientOptions {
+        ClientOptions {
+            endpoint: endpoint.into(),
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 3,
+            retry_base: Duration::from_millis(500),
+        }
+    }
+}
+
 /// A successful answer.
 #[derive(Debug, Clone)]
 pub struct PrecheckResponse {
@@ -44,45 +115,26 @@ pub struct PrecheckResponse {
     pub body: String,
 }
 
-/// A failed call.
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct DbsError;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl DbsError {
-    /// The DBS or gateway error code, when there is one.
-    pub fn code(&self) -> Option<&str> {
-        None
+    #[test]
+    fn credentials_debug_shows_neither_secret_nor_full_id() {
+        let mut c = Credentials::new("LTAI5tAbCdEfGhIj", "super-secret-value");
+        c.security_token = Some(Secret::new("CAIS-token-value"));
+        let text = format!("{c:?}");
+        assert!(text.contains("LTAI****"), "{text}");
+        assert!(!text.contains("LTAI5tAbCdEfGhIj"), "{text}");
+        assert!(!text.contains("super-secret-value"), "{text}");
+        assert!(!text.contains("CAIS-token-value"), "{text}");
     }
-    /// What the user should do about it.
-    pub fn hint(&self) -> String {
-        String::new()
-    }
-    /// Whether retrying later may help.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
 
-/// The region's DBS endpoint base URL.
-pub fn endpoint_for_region(region: &str) -> String {
-    format!("https://dbs-api.{region}.aliyuncs.com")
-}
-
-/// The DBS client.
-#[derive(Debug, Clone)]
-pub struct DbsClient;
-
-impl DbsClient {
-    /// Build a client.
-    pub fn new(_credentials: Credentials, _options: ClientOptions) -> Result<DbsClient, DbsError> {
-        Ok(DbsClient)
-    }
-    /// Call DescribePreCheckProgressList for the target.
-    pub async fn describe_precheck_progress(
-        &self,
-        _target: &Target,
-    ) -> Result<PrecheckResponse, DbsError> {
-        Err(DbsError)
+    #[test]
+    fn default_options_point_at_the_endpoint() {
+        let o = ClientOptions::for_endpoint(endpoint_for_region("cn-hangzhou"));
+        assert_eq!(o.endpoint, "https://dbs-api.cn-hangzhou.aliyuncs.com");
+        assert!(o.timeout > o.connect_timeout);
+        assert_eq!(o.max_retries, 3);
     }
 }

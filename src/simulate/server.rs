@@ -1,0 +1,553 @@
+//! The HTTP side of the double: the gateway's checks in the gateway's order, then the script.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::scenario::{Scenario, Step};
+use crate::dbs::response::SERVER_STRING_TO_SIGN_MARKER;
+use crate::dbs::sign::{Verification, parse_query, verify};
+use crate::dbs::{ACTION, API_VERSION};
+use crate::snapshot::Target;
+
+/// How far a request's `Timestamp` may be from the server clock, as on the real gateway.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(15);
+
+/// The parameters the gateway insists on, in the order it reports them missing.
+const REQUIRED: [&str; 8] = [
+    "Action",
+    "Version",
+    "AccessKeyId",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "Signature",
+];
+
+/// Shared by the handlers and by [`SimServer`]'s counters.
+#[derive(Debug)]
+struct SimState {
+    scenario: Scenario,
+    served: Mutex<HashMap<Target, usize>>,
+    nonces: Mutex<HashMap<String, DateTime<Utc>>>,
+    requests: AtomicUsize,
+}
+
+impl SimState {
+    fn new(scenario: Scenario) -> SimState {
+        SimState {
+            scenario,
+            served: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(HashMap::new()),
+            requests: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Serve the scenario on the listener until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    scenario: Scenario,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_state(listener, Arc::new(SimState::new(scenario)), shutdown).await
+}
+
+async fn serve_state(
+    listener: TcpListener,
+    state: Arc<SimState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/", get(handle).post(handle))
+        .fallback(not_found)
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A simulator running on a background task, for tests and the demo.
+///
+/// Dropping it stops the server; [`SimServer::shutdown`] does so gracefully and reports errors.
+#[derive(Debug)]
+pub struct SimServer {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Binds `127.0.0.1:0` and serves the scenario in the background.
+pub async fn spawn_local(scenario: Scenario) -> std::io::Result<SimServer> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(SimState::new(scenario));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve_state(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Ok(SimServer {
+        addr,
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl SimServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to use as the client's endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The scenario being served.
+    pub fn scenario(&self) -> &Scenario {
+        &self.state.scenario
+    }
+
+    /// How many requests reached this target's script (after every gateway check passed).
+    pub fn served(&self, target: &Target) -> usize {
+        lock(&self.state.served).get(target).copied().unwrap_or(0)
+    }
+
+    /// How many requests arrived at all, rejected ones included.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns the server's result.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Idle keep-alive connections would otherwise hold a graceful shutdown open.
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking handler cannot leave these maps inconsistent; keep serving.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    gateway_error(
+        &headers,
+        StatusCode::NOT_FOUND,
+        "InvalidAction.NotFound",
+        "Specified api is not found, please check your url and method.",
+    )
+}
+
+async fn handle(
+    State(state): State<Arc<SimState>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let mut params = parse_query(query.as_deref().unwrap_or(""));
+    if is_form(&headers) && !body.is_empty() {
+        params.extend(parse_query(&String::from_utf8_lossy(&body)));
+    }
+    match check_gateway(&state, &method, &params) {
+        Err(rejection) => {
+            debug!(code = rejection.code, "simulator rejects the request");
+            gateway_error(
+                &headers,
+                rejection.status,
+                rejection.code,
+                &rejection.message,
+            )
+        }
+        Ok(()) => answer(&state, &params),
+    }
+}
+
+/// A body is read as form parameters when it says so, or says nothing (as old SDKs do).
+fn is_form(headers: &HeaderMap) -> bool {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => true,
+        Some(ct) => ct
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded"),
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Why the gateway refuses a request: what goes into its error body.
+struct Rejection {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// The gateway's checks, in the gateway's order.
+fn check_gateway(
+    state: &SimState,
+    method: &Method,
+    params: &[(String, String)],
+) -> Result<(), Rejection> {
+    let scenario = &state.scenario;
+    let fail = |status, code: &'static str, message: &str| {
+        Err(Rejection {
+            status,
+            code,
+            message: message.to_string(),
+        })
+    };
+    if let Some(missing) = REQUIRED.iter().find(|p| param(params, p).is_none()) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "MissingParameter",
+            &format!(
+                "The input parameter \"{missing}\" that is mandatory for processing this request is not supplied."
+            ),
+        );
+    }
+    let get = |name| param(params, name).unwrap_or_default();
+    if get("AccessKeyId") != scenario.access_key_id() {
+        return fail(
+            StatusCode::NOT_FOUND,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.",
+        );
+    }
+    if get("SignatureMethod") != "HMAC-SHA1" || get("SignatureVersion") != "1.0" {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "IncompleteSignature",
+            "The request signature does not conform to Alibaba Cloud standards.",
+        );
+    }
+    let Some(timestamp) = parse_timestamp(get("Timestamp")) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "IllegalTimestamp",
+            "The input parameter \"Timestamp\" that is mandatory for processing this request is not supplied.",
+        );
+    };
+    let now = Utc::now();
+    if (now - timestamp).abs() > MAX_CLOCK_SKEW {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "InvalidTimeStamp.Expired",
+            "Specified time stamp or date value is expired.",
+        );
+    }
+    match verify(
+        method.as_str(),
+        params,
+        scenario.access_key_secret().expose(),
+    ) {
+        Verification::Valid => {}
+        Verification::Missing => unreachable!("Signature is in REQUIRED"),
+        Verification::Mismatch {
+            server_string_to_sign,
+        } => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "SignatureDoesNotMatch",
+                &format!(
+                    "Specified signature is not matched with our calculation. {SERVER_STRING_TO_SIGN_MARKER}{server_string_to_sign}"
+                ),
+            );
+        }
+    }
+    if let Some(token) = scenario.security_token()
+        && param(params, "SecurityToken") != Some(token.expose())
+    {
+        return fail(
+            StatusCode::FORBIDDEN,
+            "InvalidSecurityToken.Mismatch",
+            "Specified SecurityToken mismatch with the AccessKey.",
+        );
+    }
+    {
+        let mut nonces = lock(&state.nonces);
+        // A nonce older than the skew window can no longer be replayed: its Timestamp expired.
+        nonces.retain(|_, seen| now - *seen <= MAX_CLOCK_SKEW * 2);
+        if nonces
+            .insert(get("SignatureNonce").to_string(), now)
+            .is_some()
+        {
+            drop(nonces);
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "SignatureNonceUsed",
+                "The request signature nonce has been used.",
+            );
+        }
+    }
+    if get("Action") != ACTION {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction.NotFound",
+            "Specified api is not found, please check your url and method.",
+        );
+    }
+    if get("Version") != API_VERSION {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "InvalidVersion",
+            "Specified parameter Version is not valid.",
+        );
+    }
+    Ok(())
+}
+
+/// `2016-02-23T12:46:24Z` as the SDKs send it; RFC 3339 with fractions is tolerated.
+fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%SZ")
+        .map(|t| t.and_utc())
+        .ok()
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+}
+
+/// DBS's part: find the target and play its next step.
+fn answer(state: &SimState, params: &[(String, String)]) -> Response {
+    let target = match (
+        param(params, "BackupPlanId").filter(|v| !v.is_empty()),
+        param(params, "RestoreTaskId").filter(|v| !v.is_empty()),
+    ) {
+        (Some(id), None) => Target::BackupPlan(id.to_string()),
+        (None, Some(id)) => Target::RestoreTask(id.to_string()),
+        (Some(_), Some(_)) => {
+            return dbs_error(
+                "InvalidParameterValid",
+                "Specify either BackupPlanId or RestoreTaskId, not both.",
+            );
+        }
+        (None, None) => {
+            return dbs_error(
+                "InvalidParameterValid",
+                "The specified parameter BackupPlanId or RestoreTaskId value is not valid.",
+            );
+        }
+    };
+    let Some(steps) = state.scenario.steps(&target) else {
+        debug!(id = target.id(), "simulator does not know the target");
+        return dbs_error(
+            "InvalidParameterValid",
+            &format!(
+                "The specified parameter {} value is not valid.",
+                target.param_name()
+            ),
+        );
+    };
+    let index = {
+        let mut served = lock(&state.served);
+        let count = served.entry(target.clone()).or_insert(0);
+        *count += 1;
+        *count - 1
+    };
+    let step = &steps[index.min(steps.len() - 1)];
+    debug!(
+        id = target.id(),
+        step = index + 1,
+        status = step.status,
+        "simulator plays a step"
+    );
+    play(step)
+}
+
+fn play(step: &Step) -> Response {
+    let request_id = fresh_request_id();
+    let body = with_request_id(&step.body, &request_id);
+    let status = StatusCode::from_u16(step.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body.clone()).into_response();
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&body)),
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        out.insert(HeaderName::from_static("x-acs-request-id"), value);
+    }
+    for (name, value) in &step.headers {
+        // Validated when the scenario was loaded.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            out.insert(name, value);
+        }
+    }
+    response
+}
+
+fn content_type(body: &str) -> &'static str {
+    if serde_json::from_str::<Value>(body).is_ok() {
+        "application/json;charset=utf-8"
+    } else if body.trim_start().starts_with('<') {
+        "text/html;charset=utf-8"
+    } else {
+        "text/plain;charset=utf-8"
+    }
+}
+
+fn fresh_request_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+/// The body with its `RequestId` replaced, like the real service gives every reply a new one.
+/// Key order and layout (compact or pretty) are kept; non-JSON bodies pass unchanged.
+fn with_request_id(body: &str, request_id: &str) -> String {
+    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(body) else {
+        return body.to_string();
+    };
+    let Some(slot) = obj.get_mut("RequestId") else {
+        return body.to_string();
+    };
+    *slot = Value::String(request_id.to_string());
+    let value = Value::Object(obj);
+    let text = if body.contains('\n') {
+        serde_json::to_string_pretty(&value)
+    } else {
+        serde_json::to_string(&value)
+    };
+    text.unwrap_or_else(|_| body.to_string())
+}
+
+/// A gateway ("POP") error body, shaped like the captured ones.
+fn gateway_error(headers: &HeaderMap, status: StatusCode, code: &str, message: &str) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("dbs-api.simulator.local")
+        .to_string();
+    let request_id = fresh_request_id();
+    let body = json!({
+        "RequestId": request_id,
+        "HostId": host,
+        "Code": code,
+        "Message": message,
+        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={code}&product=Dbs"),
+    });
+    json_response(status, &body, &request_id)
+}
+
+/// A DBS `Success: false` body, served with HTTP 200 like the fixture.
+fn dbs_error(code: &str, message: &str) -> Response {
+    let request_id = fresh_request_id();
+    let body = json!({
+        "RequestId": request_id,
+        "HttpStatusCode": 400,
+        "Success": false,
+        "ErrCode": code,
+        "ErrMessage": message,
+    });
+    json_response(StatusCode::OK, &body, &request_id)
+}
+
+fn json_response(status: StatusCode, body: &Value, request_id: &str) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        out.insert(HeaderName::from_static("x-acs-request-id"), value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_is_replaced_in_place() {
+        let pretty = "{\n  \"A\": 1,\n  \"RequestId\": \"old\",\n  \"B\": 2\n}";
+        assert_eq!(
+            with_request_id(pretty, "NEW"),
+            "{\n  \"A\": 1,\n  \"RequestId\": \"NEW\",\n  \"B\": 2\n}"
+        );
+        assert_eq!(
+            with_request_id(r#"{"RequestId":"old","Code":"X"}"#, "NEW"),
+            r#"{"RequestId":"NEW","Code":"X"}"#
+        );
+        assert_eq!(with_request_id(r#"{"Code":"X"}"#, "NEW"), r#"{"Code":"X"}"#);
+        assert_eq!(with_request_id("<html>", "NEW"), "<html>");
+        let truncated = r#"{"RequestId":"old","Sta"#;
+        assert_eq!(with_request_id(truncated, "NEW"), truncated);
+    }
+
+    #[test]
+    fn fixtures_keep_their_layout_apart_from_the_request_id() {
+        let original = super::super::fixtures::fixture("precheck-fails/04.json").unwrap();
+        let replaced = with_request_id(original, "6E1F8A3C-2B7D-4C55-9A0E-3D4F5A6B7C04");
+        assert_eq!(replaced.trim_end(), original.trim_end());
+    }
+
+    #[test]
+    fn timestamps_in_sdk_and_rfc3339_form() {
+        assert_eq!(
+            parse_timestamp("2016-02-23T12:46:24Z").unwrap().timestamp(),
+            1456231584
+        );
+        assert!(parse_timestamp("2016-02-23T12:46:24.123Z").is_some());
+        assert!(parse_timestamp("yesterday").is_none());
+    }
+
+    #[test]
+    fn content_type_follows_the_body() {
+        assert_eq!(content_type("{}"), "application/json;charset=utf-8");
+        assert_eq!(content_type("<html>"), "text/html;charset=utf-8");
+        assert_eq!(content_type("{\"cut"), "text/plain;charset=utf-8");
+    }
+}
