@@ -127,16 +127,21 @@ async fn run_command(cli: Cli) -> ExitCode {
     let config_path = config::resolve_path(cli.config.as_deref());
     match cli.command {
         Command::CheckConfig => check_config(&config_path),
-        Command::Run => with_app(&config_path, |app| async move {
-            let shutdown = scheduler::shutdown_on_signals();
-            scheduler::run(app, shutdown).await;
-            ExitCode::SUCCESS
-        })
-        .await,
-        Command::Poll { watch } => with_app(&config_path, |app| async move {
-            poll_once(app, watch).await
-        })
-        .await,
+        Command::Run => {
+            with_app(&config_path, |app| async move {
+                let shutdown = scheduler::shutdown_on_signals();
+                scheduler::run(app, shutdown).await;
+                ExitCode::SUCCESS
+            })
+            .await
+        }
+        Command::Poll { watch } => {
+            with_app(
+                &config_path,
+                |app| async move { poll_once(app, watch).await },
+            )
+            .await
+        }
         Command::History {
             watch,
             format,
@@ -191,8 +196,9 @@ fn check_config(path: &Path) -> ExitCode {
                 crate::secret::display_url(&c.aliyun.endpoint_url()),
                 match &c.aliyun.credentials {
                     Some(creds) => format!(", AccessKey {}", mask_key_id(&creds.access_key_id)),
-                    None => ", no AccessKey (set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET before polling)"
-                        .to_string(),
+                    None =>
+                        ", no AccessKey (set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET before polling)"
+                            .to_string(),
                 }
             );
             for w in &c.watches {
@@ -280,7 +286,9 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: delivery pass failed: {e}; pending messages are kept for the next run");
+            eprintln!(
+                "error: delivery pass failed: {e}; pending messages are kept for the next run"
+            );
             failed = true;
         }
     }
@@ -291,12 +299,7 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
     }
 }
 
-async fn show_history(
-    path: &Path,
-    watch: Option<String>,
-    format: Format,
-    limit: i64,
-) -> ExitCode {
+async fn show_history(path: &Path, watch: Option<String>, format: Format, limit: i64) -> ExitCode {
     let config = match load_config(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -398,7 +401,13 @@ async fn simulate_cmd(listen: SocketAddr, scenario: Option<PathBuf>) -> ExitCode
     };
     eprintln!("DBS double listening on http://{listen} (Ctrl-C to stop)");
     let shutdown = scheduler::shutdown_on_signals();
-    match simulate::serve(listener, scenario, async move { shutdown.cancelled().await }).await {
+    match simulate::serve(
+        listener,
+        scenario,
+        async move { shutdown.cancelled().await },
+    )
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

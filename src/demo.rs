@@ -70,7 +70,11 @@ async fn sink_handler(
     let now = chrono::Utc::now().timestamp();
     let (channel, check, response): (&'static str, String, (StatusCode, String)) =
         if method != Method::POST {
-            ("?", "not a POST".into(), (StatusCode::METHOD_NOT_ALLOWED, String::new()))
+            (
+                "?",
+                "not a POST".into(),
+                (StatusCode::METHOD_NOT_ALLOWED, String::new()),
+            )
         } else if path.starts_with("/dingtalk") {
             let query: Vec<(String, String)> = uri
                 .query()
@@ -100,8 +104,16 @@ async fn sink_handler(
         } else if path.starts_with("/slack") {
             let ok = serde_json::from_str::<serde_json::Value>(&text).is_ok();
             let reply = if ok { "ok" } else { "invalid_payload" };
-            let status = if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-            ("slack", format!("valid JSON: {ok}"), (status, reply.to_string()))
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            (
+                "slack",
+                format!("valid JSON: {ok}"),
+                (status, reply.to_string()),
+            )
         } else {
             let ok = notify::verify_webhook_headers(WEBHOOK_SECRET, &headers, &body, now);
             let id = headers
@@ -114,7 +126,11 @@ async fn sink_handler(
             } else {
                 "SIGNATURE INVALID".to_string()
             };
-            let status = if ok { StatusCode::NO_CONTENT } else { StatusCode::UNAUTHORIZED };
+            let status = if ok {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
             ("webhook", check, (status, String::new()))
         };
     sink.received.lock().expect("sink lock").push(Received {
@@ -294,7 +310,10 @@ async fn tour() -> Result<()> {
         problems.extend(delivered.failures.iter().cloned());
         for msg in sink.take() {
             println!();
-            println!("  ▶ {} received POST {} [{}]", msg.channel, msg.path, msg.check);
+            println!(
+                "  ▶ {} received POST {} [{}]",
+                msg.channel, msg.path, msg.check
+            );
             if msg.check.contains("INVALID") {
                 problems.push(format!("{}: {}", msg.channel, msg.check));
             }
@@ -325,7 +344,9 @@ async fn tour() -> Result<()> {
             "Demo finished: {} events stored, every message delivered and its signature verified.",
             entries.len()
         );
-        println!("Next: copy the config above, point [aliyun] at your account, and run `dbswatch run`.");
+        println!(
+            "Next: copy the config above, point [aliyun] at your account, and run `dbswatch run`."
+        );
         Ok(())
     } else {
         anyhow::bail!("{} problem(s): {}", problems.len(), problems.join("; "))

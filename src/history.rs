@@ -89,7 +89,14 @@ pub fn notified(entry: &HistoryEntry) -> String {
 
 /// A fixed-width table, newest first as given.
 pub fn table(entries: &[HistoryEntry]) -> String {
-    let header = ["TIME (UTC)", "WATCH", "EVENT", "TARGET", "NOTIFIED", "DETAIL"];
+    let header = [
+        "TIME (UTC)",
+        "WATCH",
+        "EVENT",
+        "TARGET",
+        "NOTIFIED",
+        "DETAIL",
+    ];
     let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|e| {
@@ -223,13 +230,22 @@ mod tests {
     fn table_says_what_happened_and_who_was_told() {
         let t = table(&[entry()]);
         let row = t.lines().nth(1).unwrap();
-        assert!(row.starts_with("2025-12-03 00:00:03+00:00  orders-db  precheck.failed"), "{t}");
-        assert!(row.contains("ops-slack:delivered audit:pending(2)"), "{t}");
         assert!(
-            row.contains("CHECK_MYSQL_PASSOWRD_FORMAT failed: password of user \"dbs\" contains <&>"),
+            row.starts_with("2025-12-03 00:00:03+00:00  orders-db  precheck.failed"),
             "{t}"
         );
-        assert_eq!(t.lines().count(), 2, "newline in the error must not break the row");
+        assert!(row.contains("ops-slack:delivered audit:pending(2)"), "{t}");
+        assert!(
+            row.contains(
+                "CHECK_MYSQL_PASSOWRD_FORMAT failed: password of user \"dbs\" contains <&>"
+            ),
+            "{t}"
+        );
+        assert_eq!(
+            t.lines().count(),
+            2,
+            "newline in the error must not break the row"
+        );
     }
 
     #[test]

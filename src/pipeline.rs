@@ -129,7 +129,10 @@ impl App {
     pub fn with_store(config: Config, store: Store, clock: Clock) -> Result<App, StartError> {
         let redactor = config.redactor();
         let dbs = match &config.aliyun.credentials {
-            Some(creds) => Some(DbsClient::new(creds.clone(), config.aliyun.client_options())?),
+            Some(creds) => Some(DbsClient::new(
+                creds.clone(),
+                config.aliyun.client_options(),
+            )?),
             None => None,
         };
         let renderer = Renderer::new(&config.templates()).map_err(|errors| {
@@ -233,6 +236,7 @@ impl App {
             target: &watch.target,
             started_at,
             duration_ms: timer.elapsed().as_millis() as i64,
+            finished_at: observed_at_ms,
             snapshot: &response.snapshot,
             raw_body: &response.body,
             request_id: response.request_id.as_deref(),
@@ -313,7 +317,10 @@ impl App {
             let app = self.clone();
             let limit = limit.clone();
             set.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+                let _permit = limit
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 (i, app.poll_watch(&watch).await)
             });
         }

@@ -109,7 +109,9 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 fn utc(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(Utc::now)
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

@@ -97,6 +97,8 @@ pub struct PollWrite<'a> {
     pub started_at: i64,
     /// How long it took.
     pub duration_ms: i64,
+    /// When the result was in, epoch ms: the time new deliveries become due.
+    pub finished_at: i64,
     /// The new snapshot.
     pub snapshot: &'a Snapshot,
     /// The exact body received.
@@ -271,7 +273,7 @@ impl Store {
     /// Record a successful poll with everything it caused, atomically.
     pub async fn record_poll(&self, w: PollWrite<'_>) -> Result<PollOutcome, StoreError> {
         let hash = w.snapshot.content_hash();
-        let now = w.started_at + w.duration_ms;
+        let now = w.finished_at;
         let mut tx = self.pool.begin().await?;
         let state =
             sqlx::query("SELECT snapshot_id, content_hash FROM watch_state WHERE watch = ?")
@@ -643,6 +645,7 @@ mod tests {
                 target: &Target::BackupPlan("p".into()),
                 started_at: 1,
                 duration_ms: 2,
+                finished_at: 3,
                 snapshot,
                 raw_body: "{}",
                 request_id: Some("r"),
