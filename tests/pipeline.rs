@@ -399,12 +399,7 @@ async fn bad_dbs_answers_are_recorded_and_lose_nothing() {
     assert_eq!((d.delivered, d.retrying), (1, 1), "webhook ok, slack 500");
     assert!(d.failures[0].contains("ops-slack"), "{:?}", d.failures);
 
-    let expect_errors = [
-        "502",
-        "Throttling.User",
-        "cut off",
-        "InvalidParameterValid",
-    ];
+    let expect_errors = ["502", "Throttling.User", "cut off", "InvalidParameterValid"];
     for expected in expect_errors {
         let r = one(&app).await;
         let err = r
