@@ -179,6 +179,9 @@ pub struct Config {
     pub watches: Vec<WatchConfig>,
     /// `[[channel]]` blocks.
     pub channels: Vec<ChannelConfig>,
+    /// Top-level `timezone`: how times are shown to people (messages, history). Storage and
+    /// schedules stay in UTC.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Config {
@@ -286,6 +289,7 @@ pub fn parse(
     let raw_watches = array::<RawWatch>(&table, "watch", &mut p);
     let raw_channels = array::<RawChannel>(&table, "channel", &mut p);
 
+    let timezone = build_timezone(&table, &mut p);
     let aliyun = build_aliyun(aliyun_raw, env, &mut p);
     let base_dir = source
         .parent()
@@ -311,6 +315,7 @@ pub fn parse(
         },
         watches,
         channels,
+        timezone,
     };
 
     // Templates are checked only when the rest is sound, so a typo in a channel name does not
@@ -510,7 +515,9 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
     Ok(out)
 }
 
-const TOP_KEYS: &[&str] = &["storage", "aliyun", "delivery", "watch", "channel"];
+const TOP_KEYS: &[&str] = &[
+    "timezone", "storage", "aliyun", "delivery", "watch", "channel",
+];
 const STORAGE_KEYS: &[&str] = &["database"];
 const ALIYUN_KEYS: &[&str] = &[
     "access_key_id",
@@ -718,6 +725,37 @@ fn deserialize_located<T: for<'de> Deserialize<'de>>(
                 format!("wrong type: {}", e.to_string().trim()),
             );
             None
+        }
+    }
+}
+
+/// The top-level `timezone`: an IANA name such as `Asia/Shanghai`; UTC when absent.
+fn build_timezone(table: &Table, p: &mut Problems<'_>) -> chrono_tz::Tz {
+    match table.get("timezone") {
+        None => chrono_tz::UTC,
+        Some(Value::String(name)) => match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                p.push(
+                    "",
+                    None,
+                    Some("timezone"),
+                    format!(
+                        "`{name}` is not an IANA time zone name; use e.g. \"Asia/Shanghai\", \
+                         \"Europe/Berlin\" or \"UTC\""
+                    ),
+                );
+                chrono_tz::UTC
+            }
+        },
+        Some(_) => {
+            p.push(
+                "",
+                None,
+                Some("timezone"),
+                "`timezone` must be a string such as \"Asia/Shanghai\"".to_string(),
+            );
+            chrono_tz::UTC
         }
     }
 }
@@ -1170,6 +1208,22 @@ secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         let p = &err.problems[0];
         assert_eq!(p.location, "test.toml:4");
         assert!(p.message.contains("NOPE_NOT_SET"), "{p}");
+    }
+
+    #[test]
+    fn timezone_is_validated() {
+        assert_eq!(parse_str("").unwrap().timezone, chrono_tz::UTC);
+        let c = parse_str("timezone = \"Asia/Shanghai\"\n").unwrap();
+        assert_eq!(c.timezone, chrono_tz::Asia::Shanghai);
+        for bad in [
+            "timezone = \"Mars/Phobos\"\n",
+            "timezone = \"\"\n",
+            "timezone = 8\n",
+        ] {
+            let err = parse_str(bad).unwrap_err();
+            assert!(err.to_string().contains("timezone"), "{err}");
+            assert_eq!(err.problems[0].location, "test.toml:1");
+        }
     }
 
     #[test]
