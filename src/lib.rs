@@ -10,6 +10,7 @@
 //! - [`config`]: the TOML configuration, `${VAR}` expansion and validation.
 //! - [`pipeline`]: one poll of one watch and one delivery pass, wiring the above.
 //! - [`scheduler`]: the cron-driven daemon loop.
+//! - [`ratelimit`]: exact sliding-window send limits per receiver.
 //! - [`simulate`]: the DBS double used by `demo`, `simulate` and the tests.
 //! - [`cli`]: the command-line interface.
 
@@ -22,6 +23,7 @@ pub mod event;
 pub mod history;
 pub mod notify;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod render;
 pub mod schedule;
 pub mod scheduler;
