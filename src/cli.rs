@@ -1,7 +1,6 @@
 //! The command line: parses arguments, sets up logging, runs a command, and decides the exit
 //! code (0 success, 1 a poll or delivery failed, 2 bad configuration or usage).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -64,7 +63,7 @@ pub enum Command {
         format: Format,
         /// At most this many events
         #[arg(long, default_value_t = 50)]
-        limit: i64,
+        limit: u32,
     },
     /// Check the config file and report every problem at once (exit 2 when there are any)
     CheckConfig,
@@ -74,7 +73,7 @@ pub enum Command {
     Simulate {
         /// Address to listen on
         #[arg(long, default_value = "127.0.0.1:18080")]
-        listen: SocketAddr,
+        listen: String,
         /// Scenario file (JSON); the built-in demo scenario when omitted
         #[arg(long)]
         scenario: Option<PathBuf>,
@@ -93,7 +92,10 @@ pub enum Format {
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log.as_deref(), &cli.command);
+    if let Err(e) = init_logging(cli.log.as_deref(), &cli.command) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,20 +109,27 @@ pub fn main() -> ExitCode {
     runtime.block_on(run_command(cli))
 }
 
-fn init_logging(filter: Option<&str>, command: &Command) {
+fn init_logging(filter: Option<&str>, command: &Command) -> Result<(), String> {
+    use std::io::IsTerminal;
     let default = match command {
         Command::Run | Command::Simulate { .. } => "info",
-        _ => "warn",
+        // One-shot commands print their own results; logs add only real trouble.
+        _ => "error",
     };
     let filter = filter
         .map(String::from)
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| default.to_string());
+    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
+        format!("`{filter}` is not a log filter ({e}); use error, warn, info, debug or trace")
+    })?;
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+    Ok(())
 }
 
 async fn run_command(cli: Cli) -> ExitCode {
@@ -201,6 +210,9 @@ fn check_config(path: &Path) -> ExitCode {
                             .to_string(),
                 }
             );
+            for w in &c.warnings {
+                println!("warning: {w}");
+            }
             for w in &c.watches {
                 println!(
                     "  watch {}: {} {} on \"{}\" -> {}",
@@ -218,6 +230,29 @@ fn check_config(path: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `precheck.item_changed x3, precheck.failed`: counts instead of thousands of repeats.
+fn summarize_kinds(events: &[crate::event::Event]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for e in events {
+        let kind = e.kind();
+        match counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(k, n)| {
+            if *n > 1 {
+                format!("{k} x{n}")
+            } else {
+                k.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `LTAI5tAbCdEf` -> `LTAI****CdEf`: enough to tell keys apart, not enough to use one.
@@ -252,7 +287,7 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
                 println!("{}: poll failed: {e}", r.watch);
             }
             (Some(outcome), None) => {
-                let kinds: Vec<String> = r.events.iter().map(|e| e.kind()).collect();
+                let kinds = summarize_kinds(&r.events);
                 println!(
                     "{}: {}{}",
                     r.watch,
@@ -263,19 +298,27 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
                     if kinds.is_empty() {
                         String::new()
                     } else {
-                        format!(" -> {}", kinds.join(", "))
+                        format!(" -> {kinds}")
                     }
                 );
             }
             (None, None) => {}
         }
     }
-    match app.deliver_due().await {
+    match app.deliver_until_idle(100).await {
         Ok(d) => {
             if d.delivered + d.retrying + d.dead > 0 {
                 println!(
                     "notifications: {} delivered, {} to retry, {} failed for good",
                     d.delivered, d.retrying, d.dead
+                );
+            }
+            if let Ok(counts) = app.store.outbox_counts().await
+                && counts.pending > 0
+            {
+                println!(
+                    "outbox: {} notification(s) pending for a later retry (see `dbswatch history`)",
+                    counts.pending
                 );
             }
             for f in &d.failures {
@@ -299,19 +342,23 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
     }
 }
 
-async fn show_history(path: &Path, watch: Option<String>, format: Format, limit: i64) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
+async fn show_history(path: &Path, watch: Option<String>, format: Format, limit: u32) -> ExitCode {
+    // Reading history needs only the database: no secrets, no write access.
+    let database = match config::database_path(path) {
+        Ok(d) => d,
+        Err(e) => {
+            eprint!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if !config.storage.database.exists() {
+    if !database.exists() {
         eprintln!(
             "no database at {} yet: run `dbswatch poll` or `dbswatch run` first",
-            config.storage.database.display()
+            database.display()
         );
         return ExitCode::from(1);
     }
-    let store = match Store::open(&config.storage.database).await {
+    let store = match Store::open_read_only(&database).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -320,8 +367,8 @@ async fn show_history(path: &Path, watch: Option<String>, format: Format, limit:
     };
     let entries = match store
         .history(&HistoryFilter {
-            watch,
-            limit: Some(limit),
+            watch: watch.clone(),
+            limit: Some(i64::from(limit)),
         })
         .await
     {
@@ -332,6 +379,12 @@ async fn show_history(path: &Path, watch: Option<String>, format: Format, limit:
         }
     };
     store.close().await;
+    if entries.is_empty()
+        && let Some(w) = &watch
+    {
+        println!("(no events recorded for watch `{w}`)");
+        return ExitCode::SUCCESS;
+    }
     match format {
         Format::Table => print!("{}", history::table(&entries)),
         Format::Json => print!("{}", history::json_lines(&entries)),
@@ -361,6 +414,10 @@ fn replay(restore: bool, files: &[PathBuf]) -> ExitCode {
             }
         }
     }
+    if snapshots.is_empty() {
+        eprintln!("error: none of the files is a usable DescribePreCheckProgressList answer");
+        return ExitCode::from(1);
+    }
     let mut n = 0u64;
     let mut next_id = || {
         n += 1;
@@ -381,7 +438,7 @@ fn replay(restore: bool, files: &[PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn simulate_cmd(listen: SocketAddr, scenario: Option<PathBuf>) -> ExitCode {
+async fn simulate_cmd(listen: String, scenario: Option<PathBuf>) -> ExitCode {
     let scenario = match scenario {
         Some(path) => match simulate::Scenario::load(&path) {
             Ok(s) => s,
@@ -392,7 +449,7 @@ async fn simulate_cmd(listen: SocketAddr, scenario: Option<PathBuf>) -> ExitCode
         },
         None => simulate::Scenario::builtin_demo(),
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match tokio::net::TcpListener::bind(listen.as_str()).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");

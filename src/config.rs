@@ -182,6 +182,8 @@ pub struct Config {
     /// Top-level `timezone`: how times are shown to people (messages, history). Storage and
     /// schedules stay in UTC.
     pub timezone: chrono_tz::Tz,
+    /// Settings that work but are probably not what was meant (shown by `check-config`).
+    pub warnings: Vec<ConfigProblem>,
 }
 
 impl Config {
@@ -230,6 +232,52 @@ pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The database file named by `[storage] database`, relative paths taken from the config
+/// file's folder (like template paths), `dbswatch.db` beside the config by default.
+fn resolve_database(database: Option<&str>, base_dir: &Path) -> PathBuf {
+    let path = PathBuf::from(database.unwrap_or("dbswatch.db"));
+    if path.is_absolute() {
+        path
+    } else {
+        base_dir.join(path)
+    }
+}
+
+/// Only the database path of a config file, for read-only commands such as `history`: they
+/// must work for an auditor who has the file but not the tokens its `${VAR}`s refer to.
+pub fn database_path(path: &Path) -> Result<PathBuf, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![ConfigProblem {
+            location: path.display().to_string(),
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    let problem = |message: String| ConfigError {
+        problems: vec![ConfigProblem {
+            location: path.display().to_string(),
+            path: "storage.database".into(),
+            message,
+        }],
+    };
+    let table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| problem(format!("not valid TOML: {}", e.message())))?;
+    let raw = match table.get("storage").and_then(|s| s.get("database")) {
+        None => None,
+        Some(Value::String(s)) => Some(
+            expand_str(s, &|name| std::env::var(name).ok())
+                .map_err(|v| problem(format!("environment variable {v} is not set")))?,
+        ),
+        Some(_) => return Err(problem("`database` must be a string".into())),
+    };
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(resolve_database(raw.as_deref(), &base_dir))
+}
+
 /// Read and validate a config file, with `${VAR}` taken from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -258,6 +306,8 @@ pub fn parse(
         text,
         file: source.display().to_string(),
         list: Vec::new(),
+        unexpanded: HashSet::new(),
+        warnings: Vec::new(),
     };
     let mut table: Table = match text.parse::<Table>() {
         Ok(t) => t,
@@ -296,26 +346,26 @@ pub fn parse(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let channels = build_channels(raw_channels, &base_dir, &mut p);
-    let watches = build_watches(raw_watches, &channels, &mut p);
+    let declared: Vec<String> = match table.get("channel") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let watches = build_watches(raw_watches, &channels, &declared, &mut p);
 
     let config = Config {
         source: source.to_path_buf(),
         storage: StorageConfig {
-            database: PathBuf::from(
-                storage
-                    .database
-                    .unwrap_or_else(|| "dbswatch.db".to_string()),
-            ),
+            database: resolve_database(storage.database.as_deref(), &base_dir),
         },
         aliyun,
-        delivery: DeliveryConfig {
-            timeout: Duration::from_secs(delivery_raw.timeout_secs.unwrap_or(10).max(1)),
-            retry_base: Duration::from_secs(delivery_raw.retry_base_secs.unwrap_or(30).max(1)),
-            retry_max: Duration::from_secs(delivery_raw.retry_max_secs.unwrap_or(3600).max(1)),
-        },
+        delivery: build_delivery(delivery_raw, &mut p),
         watches,
         channels,
         timezone,
+        warnings: Vec::new(),
     };
 
     // Templates are checked only when the rest is sound, so a typo in a channel name does not
@@ -335,7 +385,17 @@ pub fn parse(
         }
     }
 
+    if config.watches.is_empty() && p.list.is_empty() {
+        p.warn(
+            "",
+            None,
+            None,
+            "no [[watch]] is configured: nothing will be polled".into(),
+        );
+    }
     if p.list.is_empty() {
+        let mut config = config;
+        config.warnings = p.warnings;
         Ok(config)
     } else {
         Err(ConfigError { problems: p.list })
@@ -346,6 +406,11 @@ struct Problems<'a> {
     text: &'a str,
     file: String,
     list: Vec<ConfigProblem>,
+    /// Keys whose `${VAR}` could not be expanded: their value is meaningless, so no further
+    /// problem is reported for them.
+    unexpanded: HashSet<String>,
+    /// Things that work but are probably not what was meant.
+    warnings: Vec<ConfigProblem>,
 }
 
 impl Problems<'_> {
@@ -354,19 +419,38 @@ impl Problems<'_> {
     /// not reported again as an invalid URL.
     fn push(&mut self, section: &str, index: Option<usize>, key: Option<&str>, message: String) {
         let path = display_path(section, index, key);
-        if key.is_some() && self.list.iter().any(|p| p.path == path) {
+        if self.unexpanded.contains(&path) {
             return;
         }
+        let problem = self.problem(section, index, key, path, message);
+        self.list.push(problem);
+    }
+
+    /// Record a warning: reported by `check-config`, does not stop the program.
+    fn warn(&mut self, section: &str, index: Option<usize>, key: Option<&str>, message: String) {
+        let path = display_path(section, index, key);
+        let problem = self.problem(section, index, key, path, message);
+        self.warnings.push(problem);
+    }
+
+    fn problem(
+        &self,
+        section: &str,
+        index: Option<usize>,
+        key: Option<&str>,
+        path: String,
+        message: String,
+    ) -> ConfigProblem {
         let line = locate(self.text, section, index, key)
             .or_else(|| locate(self.text, section, index, None));
-        self.list.push(ConfigProblem {
+        ConfigProblem {
             location: match line {
                 Some(l) => format!("{}:{l}", self.file),
                 None => self.file.clone(),
             },
             path,
-            message,
-        });
+            message: message.replace('\n', " "),
+        }
     }
 
     fn push_plain(&mut self, message: String) {
@@ -457,6 +541,8 @@ fn expand_value(
             Ok(expanded) => *s = expanded,
             Err(missing) => {
                 let (section, index, key) = split_path(path);
+                p.unexpanded
+                    .remove(&display_path(&section, index, key.as_deref()));
                 p.push(
                     &section,
                     index,
@@ -466,6 +552,8 @@ fn expand_value(
                          export it or write the value in the file"
                     ),
                 );
+                p.unexpanded
+                    .insert(display_path(&section, index, key.as_deref()));
             }
         },
         Value::Array(items) => {
@@ -729,6 +817,40 @@ fn deserialize_located<T: for<'de> Deserialize<'de>>(
     }
 }
 
+fn build_delivery(raw: RawDelivery, p: &mut Problems<'_>) -> DeliveryConfig {
+    let mut positive = |key: &str, value: Option<u64>, default: u64| -> u64 {
+        match value {
+            Some(0) => {
+                p.push(
+                    "delivery",
+                    None,
+                    Some(key),
+                    format!("`{key}` must be at least 1 second"),
+                );
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    };
+    let timeout = positive("timeout_secs", raw.timeout_secs, 10);
+    let base = positive("retry_base_secs", raw.retry_base_secs, 30);
+    let max = positive("retry_max_secs", raw.retry_max_secs, 3600);
+    if base > max {
+        p.push(
+            "delivery",
+            None,
+            Some("retry_base_secs"),
+            format!("`retry_base_secs` ({base}) is larger than `retry_max_secs` ({max})"),
+        );
+    }
+    DeliveryConfig {
+        timeout: Duration::from_secs(timeout),
+        retry_base: Duration::from_secs(base),
+        retry_max: Duration::from_secs(max),
+    }
+}
+
 /// The top-level `timezone`: an IANA name such as `Asia/Shanghai`; UTC when absent.
 fn build_timezone(table: &Table, p: &mut Problems<'_>) -> chrono_tz::Tz {
     match table.get("timezone") {
@@ -786,14 +908,53 @@ fn build_aliyun(
     let region = non_empty(raw.region)
         .or_else(|| non_empty(env("ALIBABA_CLOUD_REGION_ID")))
         .unwrap_or_else(|| "cn-hangzhou".to_string());
-    if let Some(endpoint) = &raw.endpoint
-        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-    {
+    if let Some(endpoint) = &raw.endpoint {
+        let ok = reqwest::Url::parse(endpoint).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !ok {
+            p.push(
+                "aliyun",
+                None,
+                Some("endpoint"),
+                format!(
+                    "`{}` is not a base URL: write it as https://host or http://127.0.0.1:port, \
+                     without a query",
+                    crate::secret::display_url(endpoint)
+                ),
+            );
+        }
+    } else if !crate::dbs::endpoint::is_known_region(&region) {
+        p.warn(
+            "aliyun",
+            None,
+            Some("region"),
+            format!(
+                "`{region}` is not a DBS region dbswatch knows; requests go to {} (check the \
+                 spelling, or set `endpoint`)",
+                endpoint_for_region(&region)
+            ),
+        );
+    }
+    if raw.timeout_secs == Some(0) {
         p.push(
             "aliyun",
             None,
-            Some("endpoint"),
-            format!("`{endpoint}` is not a URL: write it as https://host or http://127.0.0.1:port"),
+            Some("timeout_secs"),
+            "`timeout_secs` must be at least 1 second".into(),
+        );
+    }
+    if raw.max_retries.is_some_and(|n| n > 10) {
+        p.push(
+            "aliyun",
+            None,
+            Some("max_retries"),
+            "`max_retries` above 10 only hammers a struggling API; the next scheduled poll \
+             retries anyway"
+                .into(),
         );
     }
     AliyunConfig {
@@ -913,6 +1074,17 @@ fn build_channels(
             );
         }
         let at_mobiles = c.at_mobiles.unwrap_or_default();
+        for m in &at_mobiles {
+            let digits = m.strip_prefix('+').unwrap_or(m);
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '-') {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("at_mobiles"),
+                    format!("channel `{name}`: `{m}` is not a mobile number (digits only)"),
+                );
+            }
+        }
         if !at_mobiles.is_empty() && kind != Some(ChannelKind::Dingtalk) {
             p.push(
                 "channel",
@@ -988,6 +1160,7 @@ pub fn webhook_secret_bytes(secret: &str) -> Result<Vec<u8>, String> {
 fn build_watches(
     raw: Vec<RawWatch>,
     channels: &[ChannelConfig],
+    declared: &[String],
     p: &mut Problems<'_>,
 ) -> Vec<WatchConfig> {
     let mut seen = HashSet::new();
@@ -1033,6 +1206,15 @@ fn build_watches(
         };
         let schedule = match w.schedule.as_deref() {
             Some(expr) => match CronSchedule::parse(expr) {
+                Ok(s) if s.next_after(chrono::Utc::now()).is_none() => {
+                    p.push(
+                        "watch",
+                        Some(i),
+                        Some("schedule"),
+                        format!("watch `{label}`: `{expr}` never fires (no such date)"),
+                    );
+                    None
+                }
                 Ok(s) => Some(s),
                 Err(e) => {
                     p.push(
@@ -1060,21 +1242,25 @@ fn build_watches(
             .channels
             .unwrap_or_else(|| channel_names.iter().map(|s| s.to_string()).collect());
         for c in &names {
-            if !channel_names.contains(&c.as_str()) {
-                p.push(
-                    "watch",
-                    Some(i),
-                    Some("channels"),
-                    format!(
-                        "watch `{label}` names channel `{c}`, which is not defined; defined: {}",
-                        if channel_names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            channel_names.join(", ")
-                        }
-                    ),
-                );
+            if declared.contains(c) {
+                // Defined but invalid: that channel's own problems are reported already.
+                continue;
             }
+            let close = declared
+                .iter()
+                .min_by_key(|d| edit_distance(c, d))
+                .filter(|d| edit_distance(c, d) <= 2);
+            let hint = match close {
+                Some(d) => format!("did you mean `{d}`?"),
+                None if declared.is_empty() => "no channel is defined".to_string(),
+                None => format!("defined: {}", declared.join(", ")),
+            };
+            p.push(
+                "watch",
+                Some(i),
+                Some("channels"),
+                format!("watch `{label}` names channel `{c}`, which is not defined; {hint}"),
+            );
         }
         if let (Some(name), Some(target), Some(schedule)) = (name, target, schedule) {
             out.push(WatchConfig {
@@ -1146,7 +1332,11 @@ secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     #[test]
     fn the_documented_example_loads() {
         let c = parse_str(EXAMPLE).unwrap();
-        assert_eq!(c.storage.database, PathBuf::from("dbswatch.db"));
+        assert_eq!(
+            c.storage.database,
+            PathBuf::from("dbswatch.db"),
+            "beside test.toml"
+        );
         assert_eq!(c.aliyun.endpoint_url(), "http://127.0.0.1:18080");
         let creds = c.aliyun.credentials.as_ref().unwrap();
         assert_eq!(creds.access_key_id, "LTAIexample");
@@ -1277,6 +1467,64 @@ url = "https://example.com"
                 "missing {loc} {msg} in:\n{all}"
             );
         }
+    }
+
+    #[test]
+    fn questionable_values_are_caught() {
+        let text = r#"
+[aliyun]
+endpoint = "http://127.0.0.1:18080/?x=1"
+timeout_secs = 0
+max_retries = 100000
+
+[delivery]
+retry_base_secs = 600
+retry_max_secs = 60
+
+[[watch]]
+name = "w"
+backup_plan_id = "p"
+schedule = "0 0 31 2 *"
+channels = ["slak"]
+
+[[channel]]
+name = "slack"
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=x"
+at_mobiles = ["abc"]
+events = ["nope.*", "precheck.exploded"]
+"#;
+        let err = parse_str(text).unwrap_err();
+        let all = err.to_string();
+        for expected in [
+            "without a query",
+            "`timeout_secs` must be at least 1",
+            "`max_retries` above 10",
+            "larger than `retry_max_secs`",
+            "never fires",
+            "did you mean `slack`?",
+            "`abc` is not a mobile number",
+            "`nope.*` matches no event kind",
+            "`precheck.exploded` matches no event kind",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_region_is_a_warning() {
+        let c = parse_str("[aliyun]\nregion = \"cn-hangzou\"\n").unwrap();
+        let warnings: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("cn-hangzou") && w.contains("test.toml:2")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("no [[watch]]")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -258,6 +258,7 @@ async fn tour() -> Result<()> {
         ),
     )?;
     let config = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config_text = std::fs::read_to_string(&config_path)?;
 
     println!("dbswatch demo — the whole pipeline, offline");
     println!("  DBS double (verifies every signature): http://{dbs_addr}");
@@ -269,6 +270,11 @@ async fn tour() -> Result<()> {
          restore-drill (restore that completes)"
     );
 
+    println!();
+    println!("─── the config file it runs with ───");
+    for line in config_text.lines() {
+        println!("  {line}");
+    }
     let app = App::new(config, Clock::system())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

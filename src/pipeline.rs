@@ -19,7 +19,9 @@ use crate::event::Event;
 use crate::notify::{Notifier, Outcome, Outgoing};
 use crate::render::Renderer;
 use crate::secret::Redactor;
-use crate::store::{AttemptWrite, DeliveryState, PollOutcome, PollWrite, Store, StoreError};
+use crate::store::{
+    AttemptWrite, DeliveryState, DueDelivery, PollOutcome, PollWrite, Store, StoreError,
+};
 
 /// The time source. Real time in production; a hand-moved clock in tests, so retry and
 /// schedule behaviour is checked without sleeping.
@@ -195,14 +197,39 @@ impl App {
             }
         };
 
-        let baseline = match self.store.baseline(&watch.name).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.fail_poll(&mut report, started_at, timer, None, e.to_string())
-                    .await;
-                return report;
+        // Diff against the stored baseline and record atomically; if another process recorded
+        // a poll of this watch in between, diff again against its result.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.record(watch, &response, started_at, &timer).await {
+                Ok((outcome, events)) => {
+                    report.outcome = Some(outcome);
+                    report.events = events;
+                    return report;
+                }
+                Err(StoreError::Conflict(_)) if attempts < 3 => continue,
+                Err(e) => {
+                    // Nothing was written: the next poll sees the same change again.
+                    let message = format!("could not store the poll result: {e}");
+                    tracing::error!(watch = %watch.name, error = %message, "poll not recorded");
+                    report.error = Some(message);
+                    return report;
+                }
             }
-        };
+        }
+    }
+
+    /// Diff one response against the stored baseline, route the events and write everything
+    /// in one transaction.
+    async fn record(
+        &self,
+        watch: &WatchConfig,
+        response: &crate::dbs::PrecheckResponse,
+        started_at: i64,
+        timer: &Instant,
+    ) -> Result<(PollOutcome, Vec<Event>), StoreError> {
+        let baseline = self.store.baseline(&watch.name, &watch.target).await?;
         let observed_at_ms = self.clock.now_ms();
         let unchanged = baseline
             .as_ref()
@@ -231,39 +258,31 @@ impl App {
             })
             .collect();
         let mut new_uid = || uuid::Uuid::new_v4().to_string();
-        let write = PollWrite {
-            watch: &watch.name,
-            target: &watch.target,
-            started_at,
-            duration_ms: timer.elapsed().as_millis() as i64,
-            finished_at: observed_at_ms,
-            snapshot: &response.snapshot,
-            raw_body: &response.body,
-            request_id: response.request_id.as_deref(),
-            events: &routed,
-            new_uid: &mut new_uid,
-        };
-        match self.store.record_poll(write).await {
-            Ok(outcome) => {
-                for (event, channels) in &routed {
-                    tracing::info!(
-                        watch = %watch.name,
-                        kind = %event.kind(),
-                        channels = %channels.join(","),
-                        "event"
-                    );
-                }
-                report.outcome = Some(outcome);
-                report.events = routed.into_iter().map(|(e, _)| e).collect();
-            }
-            Err(e) => {
-                // Nothing was written: the next poll sees the same change again.
-                let message = format!("could not store the poll result: {e}");
-                tracing::error!(watch = %watch.name, error = %message, "poll not recorded");
-                report.error = Some(message);
-            }
+        let outcome = self
+            .store
+            .record_poll(PollWrite {
+                watch: &watch.name,
+                target: &watch.target,
+                started_at,
+                duration_ms: timer.elapsed().as_millis() as i64,
+                finished_at: observed_at_ms,
+                snapshot: &response.snapshot,
+                raw_body: &response.body,
+                request_id: response.request_id.as_deref(),
+                expected_hash: baseline.as_ref().map(|b| b.content_hash.as_str()),
+                events: &routed,
+                new_uid: &mut new_uid,
+            })
+            .await?;
+        for (event, channels) in &routed {
+            tracing::info!(
+                watch = %watch.name,
+                kind = %event.kind(),
+                channels = %channels.join(","),
+                "event"
+            );
         }
-        report
+        Ok((outcome, routed.into_iter().map(|(e, _)| e).collect()))
     }
 
     async fn fail_poll(
@@ -335,19 +354,86 @@ impl App {
         reports.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// Send every delivery that is due now, once, and record each attempt.
+    /// Send every delivery that is due now, once, and record each attempt. Channels are served
+    /// concurrently (one slow receiver does not hold up the others), each channel in order.
     pub async fn deliver_due(&self) -> Result<DeliveryReport, StoreError> {
+        let lease_ms = self.config.delivery.timeout.as_millis() as i64 * 2 + 30_000;
+        let due = self
+            .store
+            .claim_due_deliveries(self.clock.now_ms(), lease_ms, 500)
+            .await?;
+        let mut by_channel: Vec<(String, Vec<DueDelivery>)> = Vec::new();
+        for d in due {
+            match by_channel.iter_mut().find(|(c, _)| *c == d.channel) {
+                Some((_, list)) => list.push(d),
+                None => by_channel.push((d.channel.clone(), vec![d])),
+            }
+        }
+        let mut set = JoinSet::new();
+        for (channel, list) in by_channel {
+            let app = self.clone();
+            set.spawn(async move { app.deliver_to_channel(&channel, list).await });
+        }
         let mut report = DeliveryReport::default();
-        let due = self.store.due_deliveries(self.clock.now_ms(), 500).await?;
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(r)) => {
+                    report.delivered += r.delivered;
+                    report.retrying += r.retrying;
+                    report.dead += r.dead;
+                    report.failures.extend(r.failures);
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => tracing::error!(error = %e, "a delivery task panicked"),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Run delivery passes until nothing is due (retries scheduled for later stay pending), at
+    /// most `max_passes` times. Used by one-shot commands so the important message is not left
+    /// behind a backlog.
+    pub async fn deliver_until_idle(
+        &self,
+        max_passes: usize,
+    ) -> Result<DeliveryReport, StoreError> {
+        let mut total = DeliveryReport::default();
+        for _ in 0..max_passes {
+            let r = self.deliver_due().await?;
+            let sent = r.delivered + r.retrying + r.dead;
+            total.delivered += r.delivered;
+            total.retrying += r.retrying;
+            total.dead += r.dead;
+            total.failures.extend(r.failures);
+            if sent == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn deliver_to_channel(
+        &self,
+        channel_name: &str,
+        due: Vec<DueDelivery>,
+    ) -> Result<DeliveryReport, StoreError> {
+        let mut report = DeliveryReport::default();
+        let Some(channel) = self.config.channel(channel_name) else {
+            // Kept, not dropped: the lease expires and it goes out if the channel comes back.
+            tracing::warn!(
+                channel = %channel_name,
+                pending = due.len(),
+                "pending notifications name a channel that is no longer configured; kept for later"
+            );
+            return Ok(report);
+        };
         for delivery in due {
-            let Some(channel) = self.config.channel(&delivery.channel) else {
-                // Kept, not dropped: it goes out if the channel comes back under that name.
-                tracing::warn!(
-                    channel = %delivery.channel,
-                    "a pending notification names a channel that is no longer configured; kept for later"
-                );
-                continue;
-            };
             let attempted_at = self.clock.now_ms();
             let kind = delivery.event.kind();
             let rendered = match self.renderer.render(&delivery.channel, &delivery.event) {

@@ -4,7 +4,9 @@
 //! first. Day-of-week numbers follow crontab in both forms (0 or 7 = Sunday, 1 = Monday, ...,
 //! 6 = Saturday), because that is what people who write crontabs expect; the `cron` crate
 //! itself counts Quartz-style (1 = Sunday), so numbers are translated before it sees them.
-//! Names (`MON-FRI`) pass through unchanged.
+//! Names (`MON-FRI`) pass through unchanged. As in crontab, when both day-of-month and
+//! day-of-week are restricted, the schedule fires on days matching *either* (the `cron` crate
+//! alone would require both).
 
 use std::str::FromStr;
 
@@ -14,7 +16,9 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     expr: String,
-    schedule: cron::Schedule,
+    /// One schedule, or two (day-of-month only, day-of-week only) whose union is the crontab
+    /// meaning when both day fields are restricted.
+    schedules: Vec<cron::Schedule>,
 }
 
 impl CronSchedule {
@@ -32,15 +36,26 @@ impl CronSchedule {
             }
         };
         let dow = translate_day_of_week(rest[4])?;
-        let quartz = format!(
-            "{seconds} {} {} {} {} {dow}",
-            rest[0], rest[1], rest[2], rest[3]
-        );
-        let schedule = cron::Schedule::from_str(&quartz)
-            .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
+        let dom = rest[2];
+        let restricted = |f: &str| f != "*" && f != "?";
+        let variants: Vec<(&str, String)> = if restricted(dom) && restricted(&dow) {
+            vec![(dom, "*".to_string()), ("*", dow.clone())]
+        } else {
+            vec![(dom, dow.clone())]
+        };
+        let mut schedules = Vec::new();
+        for (dom, dow) in variants {
+            let quartz = format!("{seconds} {} {} {dom} {} {dow}", rest[0], rest[1], rest[3]);
+            let schedule = cron::Schedule::from_str(&quartz).map_err(|e| {
+                let reason = e.to_string();
+                let reason = reason.lines().last().unwrap_or(&reason).trim().to_string();
+                format!("`{expr}` is not a valid cron expression: {reason}")
+            })?;
+            schedules.push(schedule);
+        }
         Ok(CronSchedule {
             expr: expr.to_string(),
-            schedule,
+            schedules,
         })
     }
 
@@ -52,18 +67,26 @@ impl CronSchedule {
     /// The first fire time strictly after `after`, or `None` for a schedule that never fires
     /// again.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.after(&after).next()
+        self.schedules
+            .iter()
+            .filter_map(|s| s.after(&after).next())
+            .min()
     }
 }
 
 /// Turn crontab day-of-week numbers (0-7, Sunday = 0 or 7) into the cron crate's (1-7,
 /// Sunday = 1). Ranges are expanded into lists so `5-7` (Friday to Sunday) stays right.
 fn translate_day_of_week(field: &str) -> Result<String, String> {
-    if field == "*" || field == "?" || field.chars().any(|c| c.is_ascii_alphabetic()) {
+    if field == "*" || field == "?" {
         return Ok(field.to_string());
     }
     let mut out: Vec<u32> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for part in field.split(',') {
+        if part.chars().any(|c| c.is_ascii_alphabetic()) {
+            names.push(part);
+            continue;
+        }
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => (
                 r,
@@ -92,7 +115,9 @@ fn translate_day_of_week(field: &str) -> Result<String, String> {
     }
     out.sort_unstable();
     out.dedup();
-    Ok(out.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+    let mut parts: Vec<String> = out.iter().map(u32::to_string).collect();
+    parts.extend(names.iter().map(|n| n.to_string()));
+    Ok(parts.join(","))
 }
 
 fn parse_dow(s: &str) -> Result<u32, String> {
@@ -147,6 +172,38 @@ mod tests {
         // Friday to Sunday, written with 7.
         let sat = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
         assert_eq!(next("0 2 * * 5-7", sat).weekday(), Weekday::Sun);
+    }
+
+    #[test]
+    fn numbers_and_names_mix_in_one_list() {
+        // Thursday 2026-12-03 at noon: "4,MON" is Thursday or Monday.
+        let t = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+        let n = next("0 13 * * 4,MON", t);
+        assert_eq!((n.weekday(), n.day()), (Weekday::Thu, 3));
+    }
+
+    #[test]
+    fn day_of_month_or_day_of_week_as_in_crontab() {
+        // "the 3rd, or any Monday": Thursday the 3rd fires.
+        let t = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 30).unwrap();
+        assert_eq!(next("* * 3 * MON", t), t + chrono::Duration::seconds(30));
+        // From Friday the 4th, the next is Monday the 7th, not January 3rd.
+        let fri = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
+        assert_eq!(
+            next("0 0 3 * 1", fri),
+            Utc.with_ymd_and_hms(2026, 12, 7, 0, 0, 0).unwrap()
+        );
+        // Only one restricted: plain AND with `*` as before.
+        assert_eq!(next("0 0 * * 1", fri).weekday(), Weekday::Mon);
+    }
+
+    #[test]
+    fn an_impossible_date_never_fires() {
+        let s = CronSchedule::parse("0 0 31 2 *").unwrap();
+        assert!(
+            s.next_after(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+                .is_none()
+        );
     }
 
     #[test]

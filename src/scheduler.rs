@@ -5,14 +5,22 @@
 //! each polled watch again from *now*: when the process was asleep or busy past several fire
 //! times, the missed ones collapse into one poll instead of a burst.
 //!
-//! Shutdown (Ctrl-C, SIGTERM) is only observed while sleeping, so a poll or delivery in flight
-//! always finishes and is recorded before the loop returns.
+//! Deliveries run as a background pass beside the polls, so a receiver that hangs until its
+//! timeout delays neither the polls nor the other channels.
+//!
+//! Shutdown (Ctrl-C, SIGTERM) is only observed while sleeping, so a poll in flight always
+//! finishes and is recorded before the loop returns; a delivery pass in flight gets a grace
+//! period (its timeout plus five seconds), after which anything unsent stays in the outbox and
+//! goes out after the restart. A second Ctrl-C exits at once.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::App;
@@ -36,8 +44,9 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         "dbswatch running; Ctrl-C or SIGTERM stops it after the work in flight"
     );
 
-    // Deliver whatever an earlier run left pending before the first poll.
-    deliver(&app).await;
+    // Deliver whatever an earlier run left pending, beside the first polls.
+    let pass_done = Arc::new(Notify::new());
+    let mut delivering = Some(spawn_delivery(&app, &pass_done));
 
     loop {
         let next_poll = heap.peek().map(|Reverse((at, _))| at.timestamp_millis());
@@ -58,6 +67,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(sleep_for) => {}
+            _ = pass_done.notified() => {}
         }
 
         let now = utc(app.clock.now_ms());
@@ -82,9 +92,28 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                 }
             }
         }
-        deliver(&app).await;
+        if delivering.as_ref().is_none_or(|h| h.is_finished()) {
+            delivering = Some(spawn_delivery(&app, &pass_done));
+        }
+    }
+    if let Some(pass) = delivering.filter(|h| !h.is_finished()) {
+        let grace = app.config.delivery.timeout + Duration::from_secs(5);
+        if tokio::time::timeout(grace, pass).await.is_err() {
+            tracing::warn!(
+                "stopping with deliveries in flight; they stay in the outbox and are sent after the restart"
+            );
+        }
     }
     tracing::info!("dbswatch stopped");
+}
+
+fn spawn_delivery(app: &App, done: &Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    let app = app.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        deliver(&app).await;
+        done.notify_one();
+    })
 }
 
 async fn deliver(app: &App) {
@@ -133,8 +162,12 @@ pub fn shutdown_on_signals() -> CancellationToken {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
-        tracing::info!("stop requested; finishing the work in flight");
+        tracing::info!("stop requested; finishing the work in flight (Ctrl-C again to exit now)");
         t.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("second stop request: exiting now; unsent messages stay in the outbox");
+            std::process::exit(130);
+        }
     });
     token
 }

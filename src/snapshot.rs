@@ -133,8 +133,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Build a snapshot and put its items in the stable order that hashing relies on.
+    /// Build a snapshot and put its items in the stable order that hashing relies on. Values
+    /// that carry no meaning are dropped rather than announced: an empty Status or State is
+    /// unknown, and a Progress outside 0..=100 is not a progress.
     pub fn new(status: Option<String>, progress: Option<i64>, mut items: Vec<Item>) -> Snapshot {
+        let status = status.filter(|s| !s.trim().is_empty());
+        let progress = progress.filter(|p| (0..=100).contains(p));
+        for item in &mut items {
+            if item.state.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                item.state = None;
+            }
+        }
         items.sort_by_cached_key(order_key);
         Snapshot {
             status,
@@ -211,6 +220,16 @@ mod tests {
             vec![item("A", "1", "running")],
         );
         assert_ne!(a.content_hash(), b.content_hash());
+    }
+
+    #[test]
+    fn meaningless_values_are_dropped() {
+        let s = Snapshot::new(Some("  ".into()), Some(-5), vec![item("A", "1", "")]);
+        assert_eq!(s.status, None);
+        assert_eq!(s.progress, None);
+        assert_eq!(s.items[0].state, None);
+        assert_eq!(Snapshot::new(None, Some(101), vec![]).progress, None);
+        assert_eq!(Snapshot::new(None, Some(100), vec![]).progress, Some(100));
     }
 
     #[test]

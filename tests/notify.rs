@@ -240,6 +240,11 @@ async fn dingtalk_throttling_is_retryable() {
     assert_eq!(r.outcome, Outcome::Retryable);
     assert_eq!(r.vendor_code.as_deref(), Some("130101"));
     assert!(r.error.contains("20 messages a minute"), "{}", r.error);
+    assert_eq!(
+        r.retry_after,
+        Some(std::time::Duration::from_secs(600)),
+        "DingTalk's 10-minute throttle is waited out"
+    );
 }
 
 #[tokio::test]

@@ -410,7 +410,12 @@ async fn bad_dbs_answers_are_recorded_and_lose_nothing() {
             "{expected} not in: {err}"
         );
         assert!(r.events.is_empty());
-        let base = app.store.baseline("orders-db").await.unwrap().unwrap();
+        let base = app
+            .store
+            .baseline("orders-db", &app.config.watch("orders-db").unwrap().target)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             base.snapshot.progress,
             Some(40),

@@ -211,7 +211,12 @@ pub(crate) fn classify(reply: &Reply) -> Verdict {
     let vendor = Some(code.to_string());
     let (retry, hint) = hint(code);
     let error = format!("DingTalk errcode {code} ({errmsg}): {hint}");
-    if retry {
+    if matches!(code, 410100 | 130101) {
+        // DingTalk throttles the robot for ten minutes; an earlier retry only extends it.
+        Verdict::retryable(error)
+            .with_code(vendor)
+            .with_wait(std::time::Duration::from_secs(600))
+    } else if retry {
         Verdict::retryable(error).with_code(vendor)
     } else {
         Verdict::permanent(error).with_code(vendor)

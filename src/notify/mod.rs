@@ -364,7 +364,8 @@ impl Notifier {
                     Outcome::Retryable => reply
                         .retry_after
                         .as_deref()
-                        .and_then(|v| parse_retry_after(v, (self.clock)())),
+                        .and_then(|v| parse_retry_after(v, (self.clock)()))
+                        .max(verdict.wait),
                     _ => None,
                 };
                 (Some(reply.status), verdict, retry_after)
@@ -388,6 +389,8 @@ pub(crate) struct Verdict {
     pub(crate) outcome: Outcome,
     pub(crate) vendor_code: Option<String>,
     pub(crate) error: String,
+    /// A wait the vendor imposes without saying so in a header (DingTalk's 10-minute throttle).
+    pub(crate) wait: Option<Duration>,
 }
 
 impl Verdict {
@@ -396,6 +399,7 @@ impl Verdict {
             outcome: Outcome::Delivered,
             vendor_code: None,
             error: String::new(),
+            wait: None,
         }
     }
 
@@ -404,6 +408,7 @@ impl Verdict {
             outcome: Outcome::Retryable,
             vendor_code: None,
             error,
+            wait: None,
         }
     }
 
@@ -412,11 +417,17 @@ impl Verdict {
             outcome: Outcome::Permanent,
             vendor_code: None,
             error,
+            wait: None,
         }
     }
 
     pub(crate) fn with_code(mut self, code: Option<String>) -> Verdict {
         self.vendor_code = code;
+        self
+    }
+
+    pub(crate) fn with_wait(mut self, wait: Duration) -> Verdict {
+        self.wait = Some(wait);
         self
     }
 }
