@@ -14,8 +14,8 @@ use toml::{Table, Value};
 
 use crate::dbs::{ClientOptions, Credentials, endpoint_for_region};
 use crate::event::{ALL_KINDS, is_default_kind, kind_matches};
-use crate::notify::{ChannelKind, ChannelSpec};
-use crate::render::ChannelTemplate;
+use crate::notify::{ChannelKind, ChannelSpec, CloudEventsMode};
+use crate::render::{ChannelTemplate, Language};
 use crate::schedule::CronSchedule;
 use crate::secret::{Redactor, Secret};
 use crate::snapshot::Target;
@@ -142,6 +142,10 @@ pub struct ChannelConfig {
     pub events: Option<Vec<String>>,
     /// Override template, resolved against the config file's folder.
     pub template: Option<PathBuf>,
+    /// The channel's own `language`; `None` follows the top-level one.
+    pub language: Option<Language>,
+    /// DingTalk: send an actionCard with a button to the DBS console.
+    pub action_card: bool,
 }
 
 impl ChannelConfig {
@@ -153,13 +157,17 @@ impl ChannelConfig {
         }
     }
 
-    /// What the renderer needs.
+    /// What the renderer needs, with the defaults (English, UTC, cn-hangzhou) where the
+    /// channel says nothing; [`Config::templates`] fills in the top-level settings.
     pub fn template_spec(&self) -> ChannelTemplate {
         ChannelTemplate {
-            name: self.spec.name.clone(),
-            kind: self.spec.kind,
             template: self.template.clone(),
             at_mobiles: self.spec.at_mobiles.clone(),
+            language: self.language.unwrap_or_default(),
+            keyword: self.spec.keyword.clone(),
+            action_card: self.action_card,
+            cloudevents: self.spec.cloudevents.is_some(),
+            ..ChannelTemplate::new(self.spec.name.clone(), self.spec.kind)
         }
     }
 }
@@ -184,6 +192,8 @@ pub struct Config {
     pub timezone: chrono_tz::Tz,
     /// Settings that work but are probably not what was meant (shown by `check-config`).
     pub warnings: Vec<ConfigProblem>,
+    /// Top-level `language` of messages (`en` or `zh-CN`); a channel's own `language` wins.
+    pub language: Language,
 }
 
 impl Config {
@@ -215,9 +225,17 @@ impl Config {
         r
     }
 
-    /// Channel templates for the renderer.
+    /// Channel templates for the renderer, with the top-level language, time zone and region.
     pub fn templates(&self) -> Vec<ChannelTemplate> {
-        self.channels.iter().map(|c| c.template_spec()).collect()
+        self.channels
+            .iter()
+            .map(|c| ChannelTemplate {
+                language: c.language.unwrap_or(self.language),
+                timezone: self.timezone,
+                region: self.aliyun.region.clone(),
+                ..c.template_spec()
+            })
+            .collect()
     }
 }
 
@@ -340,6 +358,7 @@ pub fn parse(
     let raw_channels = array::<RawChannel>(&table, "channel", &mut p);
 
     let timezone = build_timezone(&table, &mut p);
+    let language = build_language(&table, &mut p);
     let aliyun = build_aliyun(aliyun_raw, env, &mut p);
     let base_dir = source
         .parent()
@@ -366,6 +385,7 @@ pub fn parse(
         channels,
         timezone,
         warnings: Vec::new(),
+        language,
     };
 
     // Templates are checked only when the rest is sound, so a typo in a channel name does not
@@ -604,7 +624,7 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
 }
 
 const TOP_KEYS: &[&str] = &[
-    "timezone", "storage", "aliyun", "delivery", "watch", "channel",
+    "timezone", "storage", "aliyun", "delivery", "watch", "channel", "language",
 ];
 const STORAGE_KEYS: &[&str] = &["database"];
 const ALIYUN_KEYS: &[&str] = &[
@@ -632,6 +652,10 @@ const CHANNEL_KEYS: &[&str] = &[
     "at_mobiles",
     "events",
     "template",
+    "language",
+    "keyword",
+    "action_card",
+    "cloudevents",
 ];
 
 fn check_unknown_keys(table: &Table, p: &mut Problems<'_>) {
@@ -749,6 +773,10 @@ struct RawChannel {
     at_mobiles: Option<Vec<String>>,
     events: Option<Vec<String>>,
     template: Option<String>,
+    language: Option<String>,
+    keyword: Option<String>,
+    action_card: Option<bool>,
+    cloudevents: Option<String>,
 }
 
 /// Deserialise `[name]`, reporting a type error against the section.
@@ -882,6 +910,37 @@ fn build_timezone(table: &Table, p: &mut Problems<'_>) -> chrono_tz::Tz {
     }
 }
 
+/// The top-level `language`: `en` or `zh-CN`; English when absent.
+fn build_language(table: &Table, p: &mut Problems<'_>) -> Language {
+    match table.get("language") {
+        None => Language::default(),
+        Some(Value::String(tag)) => Language::parse(tag).unwrap_or_else(|| {
+            p.push("", None, Some("language"), unknown_language(tag));
+            Language::default()
+        }),
+        Some(_) => {
+            p.push(
+                "",
+                None,
+                Some("language"),
+                "`language` must be a string: \"en\" or \"zh-CN\"".to_string(),
+            );
+            Language::default()
+        }
+    }
+}
+
+fn unknown_language(tag: &str) -> String {
+    format!(
+        "unknown language `{tag}`; built-in messages exist in {}",
+        Language::ALL
+            .iter()
+            .map(|l| format!("\"{}\"", l.as_str()))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    )
+}
+
 fn build_aliyun(
     raw: RawAliyun,
     env: &dyn Fn(&str) -> Option<String>,
@@ -998,26 +1057,28 @@ fn build_channels(
             ok = false;
         }
         let kind = match c.kind.as_deref() {
-            Some("slack") => Some(ChannelKind::Slack),
-            Some("dingtalk") => Some(ChannelKind::Dingtalk),
-            Some("webhook") => Some(ChannelKind::Webhook),
-            Some(other) => {
-                p.push(
-                    "channel",
-                    Some(i),
-                    Some("type"),
-                    format!(
-                        "channel `{name}`: unknown type `{other}`; use dingtalk, slack or webhook"
-                    ),
-                );
-                None
-            }
+            Some(text) => match ChannelKind::parse(text) {
+                Some(kind) => Some(kind),
+                None => {
+                    p.push(
+                        "channel",
+                        Some(i),
+                        Some("type"),
+                        format!(
+                            "channel `{name}`: unknown type `{text}`; use dingtalk, slack, webhook, feishu or wecom"
+                        ),
+                    );
+                    None
+                }
+            },
             None => {
                 p.push(
                     "channel",
                     Some(i),
                     Some("type"),
-                    format!("channel `{name}` needs a `type`: dingtalk, slack or webhook"),
+                    format!(
+                        "channel `{name}` needs a `type`: dingtalk, slack, webhook, feishu or wecom"
+                    ),
                 );
                 None
             }
@@ -1073,6 +1134,24 @@ fn build_channels(
                 format!("channel `{name}`: Slack incoming webhooks take no signing secret; remove `secret`"),
             );
         }
+        if let (Some(ChannelKind::Wecom), Some(_)) = (kind, &secret) {
+            p.push(
+                "channel",
+                Some(i),
+                Some("secret"),
+                format!("channel `{name}`: WeCom group bots take no signing secret (the `key` in the URL is the credential); remove `secret`"),
+            );
+        }
+        if let (Some(ChannelKind::Wecom), Some(u)) = (kind, &url)
+            && !u.expose().contains("key=")
+        {
+            p.push(
+                "channel",
+                Some(i),
+                Some("url"),
+                format!("channel `{name}`: a WeCom bot URL carries its key, like https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…; paste the whole webhook URL"),
+            );
+        }
         let at_mobiles = c.at_mobiles.unwrap_or_default();
         for m in &at_mobiles {
             let digits = m.strip_prefix('+').unwrap_or(m);
@@ -1093,6 +1172,86 @@ fn build_channels(
                 format!("channel `{name}`: `at_mobiles` only works for dingtalk channels"),
             );
         }
+        let action_card = c.action_card.unwrap_or(false);
+        if action_card && kind != Some(ChannelKind::Dingtalk) {
+            p.push(
+                "channel",
+                Some(i),
+                Some("action_card"),
+                format!("channel `{name}`: `action_card` only works for dingtalk channels"),
+            );
+        }
+        if action_card && !at_mobiles.is_empty() {
+            p.push(
+                "channel",
+                Some(i),
+                Some("action_card"),
+                format!("channel `{name}`: DingTalk cannot @-mention anyone in an actionCard; remove `at_mobiles` or `action_card`"),
+            );
+        }
+        let keyword = match c.keyword {
+            Some(k) if k.trim().is_empty() => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("keyword"),
+                    format!("channel `{name}`: `keyword` is empty; write the robot's keyword or remove the key"),
+                );
+                None
+            }
+            other => other,
+        };
+        if let Some(k) = &keyword {
+            if !matches!(
+                kind,
+                Some(ChannelKind::Dingtalk | ChannelKind::Feishu) | None
+            ) {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("keyword"),
+                    format!("channel `{name}`: `keyword` only applies to dingtalk and feishu robots with keyword security"),
+                );
+            } else if k.chars().count() > 100 {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("keyword"),
+                    format!("channel `{name}`: `keyword` is over 100 characters; robots' keywords are short words such as \"DBS\""),
+                );
+            }
+        }
+        let cloudevents = match c.cloudevents.as_deref() {
+            None => None,
+            Some(text) => match CloudEventsMode::parse(text) {
+                Some(_) if kind.is_some() && kind != Some(ChannelKind::Webhook) => {
+                    p.push(
+                        "channel",
+                        Some(i),
+                        Some("cloudevents"),
+                        format!("channel `{name}`: `cloudevents` only works for webhook channels"),
+                    );
+                    None
+                }
+                Some(mode) => Some(mode),
+                None => {
+                    p.push(
+                        "channel",
+                        Some(i),
+                        Some("cloudevents"),
+                        format!("channel `{name}`: `cloudevents` is `{text}`; use \"structured\" (one JSON body) or \"binary\" (data as body, attributes as ce-* headers)"),
+                    );
+                    None
+                }
+            },
+        };
+        let language = c.language.as_deref().and_then(|tag| {
+            let parsed = Language::parse(tag);
+            if parsed.is_none() {
+                p.push("channel", Some(i), Some("language"), unknown_language(tag));
+            }
+            parsed
+        });
         if let Some(events) = &c.events {
             for pattern in events {
                 if !ALL_KINDS.iter().any(|k| kind_matches(pattern, k)) {
@@ -1135,9 +1294,13 @@ fn build_channels(
                     url,
                     secret,
                     at_mobiles,
+                    keyword,
+                    cloudevents,
                 },
                 events: c.events,
                 template,
+                language,
+                action_card,
             });
         }
     }
@@ -1555,6 +1718,142 @@ events = ["precheck.exploded"]
             !err.to_string().contains("not base64!"),
             "secret echoed: {err}"
         );
+    }
+
+    #[test]
+    fn feishu_wecom_languages_keywords_and_cloudevents_load() {
+        let text = r#"
+language = "zh-CN"
+timezone = "Asia/Shanghai"
+
+[[channel]]
+name = "lark"
+type = "feishu"
+url = "https://open.feishu.cn/open-apis/bot/v2/hook/abc"
+secret = "feishu-secret"
+keyword = "DBS"
+
+[[channel]]
+name = "wx"
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k1"
+language = "en"
+
+[[channel]]
+name = "ding"
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+action_card = true
+keyword = "告警"
+
+[[channel]]
+name = "ce"
+type = "webhook"
+url = "https://hooks.example.com/dbs"
+cloudevents = "binary"
+"#;
+        let c = parse_str(text).unwrap();
+        assert_eq!(c.language, Language::ZhCn);
+        let lark = c.channel("lark").unwrap();
+        assert_eq!(lark.spec.kind, ChannelKind::Feishu);
+        assert_eq!(lark.spec.keyword.as_deref(), Some("DBS"));
+        assert_eq!(c.channel("wx").unwrap().spec.kind, ChannelKind::Wecom);
+        assert!(c.channel("ding").unwrap().action_card);
+        assert_eq!(
+            c.channel("ce").unwrap().spec.cloudevents,
+            Some(CloudEventsMode::Binary)
+        );
+        let templates = c.templates();
+        let by_name = |n: &str| templates.iter().find(|t| t.name == n).unwrap();
+        assert_eq!(
+            by_name("lark").language,
+            Language::ZhCn,
+            "top-level language"
+        );
+        assert_eq!(
+            by_name("wx").language,
+            Language::En,
+            "the channel's own wins"
+        );
+        assert_eq!(by_name("lark").timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(by_name("lark").region, "cn-hangzhou");
+        assert!(by_name("ding").action_card);
+        assert!(by_name("ce").cloudevents);
+        assert_eq!(by_name("ding").keyword.as_deref(), Some("告警"));
+    }
+
+    #[test]
+    fn new_channel_keys_are_validated_where_they_are() {
+        let text = r#"
+language = "fr"
+
+[[channel]]
+name = "wx"
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
+secret = "x"
+keyword = "DBS"
+
+[[channel]]
+name = "s"
+type = "slack"
+url = "https://hooks.slack.com/services/x"
+action_card = true
+cloudevents = "structured"
+language = "klingon"
+
+[[channel]]
+name = "d"
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+at_mobiles = ["13800000000"]
+action_card = true
+keyword = " "
+
+[[channel]]
+name = "w"
+type = "webhook"
+url = "https://hooks.example.com/dbs"
+cloudevents = "batch"
+
+[[channel]]
+name = "t"
+type = "teams"
+url = "https://example.com"
+"#;
+        let err = parse_str(text).unwrap_err();
+        let all = err.to_string();
+        let expect = [
+            (
+                "test.toml:2",
+                "unknown language `fr`; built-in messages exist in \"en\" and \"zh-CN\"",
+            ),
+            ("test.toml:8", "WeCom group bots take no signing secret"),
+            ("test.toml:7", "paste the whole webhook URL"),
+            (
+                "test.toml:9",
+                "`keyword` only applies to dingtalk and feishu",
+            ),
+            ("test.toml:15", "`action_card` only works for dingtalk"),
+            ("test.toml:16", "`cloudevents` only works for webhook"),
+            ("test.toml:17", "unknown language `klingon`"),
+            ("test.toml:24", "cannot @-mention anyone in an actionCard"),
+            ("test.toml:25", "`keyword` is empty"),
+            ("test.toml:31", "use \"structured\""),
+            (
+                "test.toml:35",
+                "use dingtalk, slack, webhook, feishu or wecom",
+            ),
+        ];
+        for (loc, msg) in expect {
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.location == loc && p.message.contains(msg)),
+                "missing {loc} {msg} in:\n{all}"
+            );
+        }
+        assert!(!all.contains("secret = "), "{all}");
     }
 
     #[test]

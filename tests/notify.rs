@@ -56,6 +56,8 @@ fn channel(kind: ChannelKind, url: String, secret: Option<&str>, at: &[&str]) ->
         url: Secret::new(url),
         secret: secret.map(Secret::new),
         at_mobiles: at.iter().map(|s| s.to_string()).collect(),
+        keyword: None,
+        cloudevents: None,
     }
 }
 
@@ -223,7 +225,8 @@ async fn dingtalk_keyword_rejection_is_permanent_with_a_hint() {
     assert_eq!(r.vendor_code.as_deref(), Some("310000"));
     assert!(r.error.contains("keywords not in content"), "{}", r.error);
     assert!(
-        r.error.contains("add the robot's keyword to the template"),
+        r.error
+            .contains("rejected the message: add the keyword or the signing secret"),
         "{}",
         r.error
     );

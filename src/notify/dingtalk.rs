@@ -68,14 +68,47 @@ pub(crate) fn encode_component(value: &str) -> String {
 }
 
 /// Add what DingTalk needs beyond the template: `msgUuid` (so a retry after a timeout is not
-/// posted twice) and, for `at_mobiles`, both `at.atMobiles` and `@mobile` in the text, because
-/// the mention only fires when both are present.
+/// posted twice), the robot's security keyword when the text lacks it (else DingTalk answers
+/// 310000 and the message is lost) and, for `at_mobiles`, both `at.atMobiles` and `@mobile` in
+/// the text, because the mention only fires when both are present. A mention already in the
+/// text is not added again.
 pub(crate) fn prepare(
     mut body: Map<String, Value>,
     delivery_id: &str,
     at_mobiles: &[String],
+    keyword: Option<&str>,
 ) -> Result<Map<String, Value>, Error> {
     body.insert("msgUuid".into(), Value::String(delivery_id.to_string()));
+    if let Some(keyword) = keyword
+        && !super::any_string_contains(&Value::Object(body.clone()), keyword)
+    {
+        let msgtype = body
+            .get("msgtype")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let field = match msgtype.as_str() {
+            "markdown" | "actionCard" | "link" => "text",
+            "text" => "content",
+            _ => "",
+        };
+        match body
+            .get_mut(&msgtype)
+            .and_then(Value::as_object_mut)
+            .and_then(|s| s.get_mut(field))
+        {
+            Some(Value::String(text)) => {
+                text.push_str("\n\n");
+                text.push_str(keyword);
+            }
+            _ => {
+                return Err(Error::KeywordNoText {
+                    kind: "DingTalk",
+                    msgtype,
+                });
+            }
+        }
+    }
 
     let mut mobiles: Vec<&str> = Vec::new();
     for mobile in at_mobiles
@@ -233,7 +266,7 @@ fn hint(code: i64) -> (bool, &'static str) {
         ),
         310000 => (
             false,
-            "the robot's security settings rejected the message: add the robot's keyword to the template, set the channel's `secret` to the robot's SEC… signing secret, or allow this host's IP (an invalid timestamp means this host's clock is off by more than an hour)",
+            "the robot's security settings rejected the message: add the keyword or the signing secret (set the channel's `keyword` to one of the robot's keywords, or its `secret` to the robot's SEC… signing secret), or allow this host's IP; an invalid timestamp means this host's clock is off by more than an hour",
         ),
         300001 | 400101 => (
             false,
@@ -409,7 +442,13 @@ mod tests {
         let body = obj(
             r#"{"msgtype":"markdown","markdown":{"title":"T","text":"restore done @13800000000"}}"#,
         );
-        let out = prepare(body, "id-1", &mobiles(&["13800000000", "13900000000"])).unwrap();
+        let out = prepare(
+            body,
+            "id-1",
+            &mobiles(&["13800000000", "13900000000"]),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             Value::Object(out).to_string(),
             r#"{"msgtype":"markdown","markdown":{"title":"T","text":"restore done @13800000000\n\n@13900000000"},"msgUuid":"id-1","at":{"atMobiles":["13800000000","13900000000"],"isAtAll":false}}"#
@@ -421,7 +460,7 @@ mod tests {
         let body = obj(
             r#"{"msgtype":"text","text":{"content":"hi"},"at":{"atMobiles":["111"],"atUserIds":["u1"],"isAtAll":true}}"#,
         );
-        let out = prepare(body, "id-2", &mobiles(&[" 222 ", "222", ""])).unwrap();
+        let out = prepare(body, "id-2", &mobiles(&[" 222 ", "222", ""]), None).unwrap();
         assert_eq!(out["text"]["content"], "hi\n\n@222");
         assert_eq!(out["at"]["atMobiles"], serde_json::json!(["111", "222"]));
         assert_eq!(out["at"]["atUserIds"], serde_json::json!(["u1"]));
@@ -440,11 +479,36 @@ mod tests {
     #[test]
     fn without_mobiles_only_msg_uuid_is_added() {
         let body = obj(r#"{"msgtype":"link","link":{"title":"t"},"msgUuid":"old"}"#);
-        let out = prepare(body, "new", &[]).unwrap();
+        let out = prepare(body, "new", &[], None).unwrap();
         assert_eq!(
             Value::Object(out).to_string(),
             r#"{"msgtype":"link","link":{"title":"t"},"msgUuid":"new"}"#
         );
+    }
+
+    #[test]
+    fn a_missing_keyword_is_added_once_before_the_mentions() {
+        let body = obj(r#"{"msgtype":"markdown","markdown":{"title":"T","text":"restore done"}}"#);
+        let out = prepare(body, "id", &mobiles(&["138"]), Some("告警")).unwrap();
+        assert_eq!(out["markdown"]["text"], "restore done\n\n告警\n\n@138");
+        // Present anywhere (here in the title) is enough: DingTalk checks the whole message.
+        let body = obj(r#"{"msgtype":"markdown","markdown":{"title":"告警","text":"x"}}"#);
+        let out = prepare(body, "id", &[], Some("告警")).unwrap();
+        assert_eq!(out["markdown"]["text"], "x");
+        let body = obj(r#"{"msgtype":"text","text":{"content":"x"}}"#);
+        let out = prepare(body, "id", &[], Some("dbs")).unwrap();
+        assert_eq!(out["text"]["content"], "x\n\ndbs");
+        let body = obj(r#"{"msgtype":"actionCard","actionCard":{"title":"t","text":"x"}}"#);
+        let out = prepare(body, "id", &[], Some("dbs")).unwrap();
+        assert_eq!(out["actionCard"]["text"], "x\n\ndbs");
+        let err = prepare(
+            obj(r#"{"msgtype":"feedCard","feedCard":{"links":[]}}"#),
+            "id",
+            &[],
+            Some("dbs"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`feedCard`"), "{err}");
     }
 
     #[test]
@@ -453,6 +517,7 @@ mod tests {
             obj(r#"{"msgtype":"actionCard","actionCard":{}}"#),
             "i",
             &mobiles(&["1"]),
+            None,
         )
         .unwrap_err();
         assert!(
@@ -462,6 +527,7 @@ mod tests {
             obj(r#"{"msgtype":"markdown","markdown":{"title":"t"}}"#),
             "i",
             &mobiles(&["1"]),
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("`markdown.text`"), "{err}");
@@ -469,6 +535,7 @@ mod tests {
             obj(r#"{"msgtype":"text","text":{"content":"x"},"at":[]}"#),
             "i",
             &mobiles(&["1"]),
+            None,
         )
         .unwrap_err();
         assert!(

@@ -114,6 +114,28 @@ pub(crate) fn describe_error_chain(err: &reqwest::Error) -> String {
     text
 }
 
+/// The numeric code and message of a JSON reply such as `{"errcode": 0, "errmsg": "ok"}`: the
+/// first of `code_keys` present (a number or a numeric string) and the first of `msg_keys`.
+/// `None` when the body is not JSON or has no code.
+pub(crate) fn json_code(
+    body: &[u8],
+    code_keys: &[&str],
+    msg_keys: &[&str],
+) -> Option<(i64, String)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = code_keys.iter().find_map(|k| match value.get(*k)? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })?;
+    let msg = msg_keys
+        .iter()
+        .find_map(|k| value.get(*k).and_then(serde_json::Value::as_str))
+        .unwrap_or("")
+        .to_string();
+    Some((code, msg))
+}
+
 /// The start of an unexpected reply, on one line, for error messages.
 pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -154,6 +176,24 @@ mod tests {
         let s = snippet(long.as_bytes());
         assert_eq!(s.chars().count(), SNIPPET_CHARS + 3);
         assert!(s.ends_with("…`"));
+    }
+
+    #[test]
+    fn json_codes_are_read_from_the_first_key_present() {
+        assert_eq!(
+            json_code(
+                br#"{"code":19024,"msg":"x"}"#,
+                &["code", "StatusCode"],
+                &["msg"]
+            ),
+            Some((19024, "x".to_string()))
+        );
+        assert_eq!(
+            json_code(br#"{"StatusCode":"0"}"#, &["code", "StatusCode"], &["msg"]),
+            Some((0, String::new()))
+        );
+        assert_eq!(json_code(b"ok", &["code"], &["msg"]), None);
+        assert_eq!(json_code(br#"{"msg":"x"}"#, &["code"], &["msg"]), None);
     }
 
     #[test]

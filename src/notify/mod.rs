@@ -1,7 +1,9 @@
-//! Chat senders: Slack incoming webhooks, DingTalk robots and generic (Standard Webhooks) webhooks.
+//! Chat senders: Slack incoming webhooks, DingTalk robots, Feishu/Lark bots, WeCom group bots
+//! and generic webhooks (Standard Webhooks signing, optionally as CloudEvents).
 //!
 //! This module owns everything that touches a chat receiver: the final wire body (DingTalk
-//! `msgUuid` and @mentions), request signing, and reading the receiver's answer into an
+//! `msgUuid` and @mentions, the robot's security keyword, the CloudEvents envelope), request
+//! signing, and reading the receiver's answer into an
 //! [`Outcome`] the delivery loop can act on. It does not retry, sleep or store anything: the
 //! caller owns the retry schedule and gets one [`SendReport`] per attempt.
 //!
@@ -13,11 +15,14 @@
 //!   [`prepare_body`] returns, so `render` shows what `send` sends.
 //! - Redirects are never followed: a signed body must not land somewhere the config did not name.
 
+mod cloudevents;
 mod dingtalk;
+mod feishu;
 mod http;
 mod retry_after;
 mod slack;
 mod webhook;
+mod wecom;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,7 +34,9 @@ use serde_json::Value;
 
 use crate::secret::{Redactor, Secret, display_url};
 
+pub use cloudevents::CloudEventsMode;
 pub use dingtalk::{sign as dingtalk_sign, signed_url as dingtalk_signed_url};
+pub use feishu::sign as feishu_sign;
 pub use retry_after::parse_retry_after;
 pub use webhook::{
     TOLERANCE as WEBHOOK_TOLERANCE, WebhookSecret, verify as verify_webhook,
@@ -46,6 +53,10 @@ pub enum ChannelKind {
     Dingtalk,
     /// Generic JSON webhook, optionally signed with Standard Webhooks.
     Webhook,
+    /// Feishu / Lark custom bot.
+    Feishu,
+    /// WeCom (企业微信) group bot.
+    Wecom,
 }
 
 impl ChannelKind {
@@ -55,16 +66,34 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Dingtalk => "dingtalk",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Feishu => "feishu",
+            ChannelKind::Wecom => "wecom",
         }
     }
 
     /// The name people know the receiver by, for error messages.
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             ChannelKind::Slack => "Slack",
             ChannelKind::Dingtalk => "DingTalk",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Feishu => "Feishu",
+            ChannelKind::Wecom => "WeCom",
         }
+    }
+
+    /// Every kind, in config-documentation order.
+    pub const ALL: [ChannelKind; 5] = [
+        ChannelKind::Dingtalk,
+        ChannelKind::Slack,
+        ChannelKind::Webhook,
+        ChannelKind::Feishu,
+        ChannelKind::Wecom,
+    ];
+
+    /// The kind for a config `type` value.
+    pub fn parse(name: &str) -> Option<ChannelKind> {
+        ChannelKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
@@ -77,10 +106,16 @@ pub struct ChannelSpec {
     pub kind: ChannelKind,
     /// The webhook URL (a secret: Slack and DingTalk URLs carry tokens).
     pub url: Secret,
-    /// DingTalk `SEC...` signing secret or Standard Webhooks `whsec_...` secret.
+    /// DingTalk `SEC...` signing secret, Feishu signing secret or Standard Webhooks
+    /// `whsec_...` secret.
     pub secret: Option<Secret>,
     /// DingTalk mobiles to @-mention.
     pub at_mobiles: Vec<String>,
+    /// DingTalk / Feishu: the robot's security keyword. Added to the message when the
+    /// template left it out, because a robot with keyword security drops messages without it.
+    pub keyword: Option<String>,
+    /// Webhook: send the event as a CloudEvent (structured or binary mode).
+    pub cloudevents: Option<CloudEventsMode>,
 }
 
 /// One message to send.
@@ -196,6 +231,24 @@ pub enum Error {
         /// Why (never the secret itself).
         detail: String,
     },
+    /// A keyword is configured but the message type has no text to put it in.
+    #[error(
+        "the channel has a `keyword`, but the rendered {kind} body (message type `{msgtype}`) has no text to add it to; use a text, markdown or card template, or remove `keyword`"
+    )]
+    KeywordNoText {
+        /// Receiver label.
+        kind: &'static str,
+        /// The rendered message type.
+        msgtype: String,
+    },
+    /// The webhook body lacks what a CloudEvent needs.
+    #[error(
+        "the rendered webhook body cannot be sent as a CloudEvent: {detail}; keep the built-in webhook template or give yours `id`, `type`, `time` and `data`"
+    )]
+    CloudEvents {
+        /// What is missing.
+        detail: String,
+    },
     /// The HTTP client could not be built (TLS setup).
     #[error("the HTTP client could not be set up ({detail}); no message can be sent")]
     Client {
@@ -306,11 +359,12 @@ impl Notifier {
         let client = self.client.as_ref().map_err(|detail| Error::Client {
             detail: detail.clone(),
         })?;
-        let body = prepare(channel, msg.body, msg.delivery_id)?;
+        let prepared = prepare(channel, msg.body, msg.delivery_id)?;
         let url = checked_url(channel.url.expose())?;
         let now = (self.clock)();
+        let mut body = prepared.body;
         let request = match channel.kind {
-            ChannelKind::Slack => client.post(url),
+            ChannelKind::Slack | ChannelKind::Wecom => client.post(url),
             ChannelKind::Dingtalk => match &channel.secret {
                 Some(secret) => {
                     let signed =
@@ -322,6 +376,14 @@ impl Notifier {
                 }
                 None => client.post(url),
             },
+            ChannelKind::Feishu => {
+                if let Some(secret) = &channel.secret {
+                    let sign = feishu::sign(secret.expose(), now.timestamp());
+                    redactor.add(&sign);
+                    body = feishu::signed_body(&body, now.timestamp(), &sign)?;
+                }
+                client.post(url)
+            }
             ChannelKind::Webhook => {
                 let secret = match &channel.secret {
                     Some(s) => Some(WebhookSecret::parse(s.expose())?),
@@ -335,10 +397,13 @@ impl Notifier {
                     let signature = secret.sign(msg.delivery_id, now.timestamp(), body.as_bytes());
                     request = request.header("webhook-signature", signature);
                 }
+                for (name, value) in &prepared.headers {
+                    request = request.header(name.as_str(), value.as_str());
+                }
                 request
             }
         }
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::CONTENT_TYPE, prepared.content_type)
         .body(body.clone());
 
         tracing::debug!(
@@ -359,6 +424,8 @@ impl Notifier {
                     ChannelKind::Slack => slack::classify(&reply),
                     ChannelKind::Dingtalk => dingtalk::classify(&reply),
                     ChannelKind::Webhook => webhook::classify(&reply),
+                    ChannelKind::Feishu => feishu::classify(&reply),
+                    ChannelKind::Wecom => wecom::classify(&reply),
                 };
                 let retry_after = match verdict.outcome {
                     Outcome::Retryable => reply
@@ -432,8 +499,31 @@ impl Verdict {
     }
 }
 
+/// A request as it will go on the wire, except what depends on the moment it is sent
+/// (signatures and their timestamps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The exact body bytes (before Feishu's `timestamp`/`sign`, which are added per attempt).
+    pub body: String,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// Extra headers (CloudEvents binary mode `ce-*`), in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Prepared {
+    fn json(body: String) -> Prepared {
+        Prepared {
+            body,
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// The body as it will go on the wire: the rendered body plus what the channel adds
-/// (DingTalk `at` and `@mobile` mentions, `msgUuid`). Errors when the rendered body is not JSON.
+/// (DingTalk `at` and `@mobile` mentions, `msgUuid`, a missing security keyword, the
+/// CloudEvents envelope). Errors when the rendered body is not JSON.
 ///
 /// `send` calls this itself, so the `render` command shows exactly what would be sent.
 pub fn prepare_body(
@@ -441,6 +531,18 @@ pub fn prepare_body(
     rendered: &str,
     delivery_id: &str,
 ) -> Result<String, String> {
+    prepare(channel, rendered, delivery_id)
+        .map(|p| p.body)
+        .map_err(|e| e.to_string())
+}
+
+/// Like [`prepare_body`], with the content type and the extra headers (CloudEvents binary
+/// mode carries the event's attributes in `ce-*` headers, not in the body).
+pub fn prepare_request(
+    channel: &ChannelSpec,
+    rendered: &str,
+    delivery_id: &str,
+) -> Result<Prepared, String> {
     prepare(channel, rendered, delivery_id).map_err(|e| e.to_string())
 }
 
@@ -456,23 +558,43 @@ pub fn validate_channel(channel: &ChannelSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn prepare(channel: &ChannelSpec, rendered: &str, delivery_id: &str) -> Result<String, Error> {
+fn prepare(channel: &ChannelSpec, rendered: &str, delivery_id: &str) -> Result<Prepared, Error> {
     let kind = channel.kind.label();
     let value: Value =
         serde_json::from_str(rendered).map_err(|detail| Error::BodyNotJson { kind, detail })?;
+    let keyword = channel.keyword.as_deref().filter(|k| !k.trim().is_empty());
     match channel.kind {
         // The generic receiver gets the event JSON byte for byte: it may verify a signature
         // over it, and re-serialising could reorder or re-escape it.
-        ChannelKind::Webhook => Ok(rendered.to_string()),
-        ChannelKind::Slack => {
+        ChannelKind::Webhook => match channel.cloudevents {
+            None => Ok(Prepared::json(rendered.to_string())),
+            Some(mode) => cloudevents::wrap(mode, value),
+        },
+        ChannelKind::Slack | ChannelKind::Wecom => {
             into_object(kind, value)?;
-            Ok(rendered.to_string())
+            Ok(Prepared::json(rendered.to_string()))
         }
         ChannelKind::Dingtalk => {
             let object = into_object(kind, value)?;
-            let object = dingtalk::prepare(object, delivery_id, &channel.at_mobiles)?;
-            Ok(Value::Object(object).to_string())
+            let object = dingtalk::prepare(object, delivery_id, &channel.at_mobiles, keyword)?;
+            Ok(Prepared::json(Value::Object(object).to_string()))
         }
+        ChannelKind::Feishu => {
+            let object = into_object(kind, value)?;
+            let object = feishu::prepare(object, keyword)?;
+            Ok(Prepared::json(Value::Object(object).to_string()))
+        }
+    }
+}
+
+/// True when some string in `value` contains `needle`: a robot's keyword check reads the
+/// message's text wherever the template put it.
+pub(crate) fn any_string_contains(value: &Value, needle: &str) -> bool {
+    match value {
+        Value::String(s) => s.contains(needle),
+        Value::Array(items) => items.iter().any(|v| any_string_contains(v, needle)),
+        Value::Object(map) => map.values().any(|v| any_string_contains(v, needle)),
+        _ => false,
     }
 }
 
@@ -513,6 +635,8 @@ mod tests {
             url: Secret::new("https://example.invalid/hook?access_token=tok123456"),
             secret: None,
             at_mobiles: at.iter().map(|s| s.to_string()).collect(),
+            keyword: None,
+            cloudevents: None,
         }
     }
 

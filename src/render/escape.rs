@@ -59,13 +59,16 @@ pub fn slack_value(text: &str) -> String {
     json_string(&slack_entities(text))
 }
 
-/// How many characters a value's character takes in the channel once escaped, as the
-/// receiver counts them. Slack limits (header 150, section 3000) apply to the text after
-/// `&` became `&amp;`, so truncation has to count that way to stay under them.
+/// How much of the receiver's budget a value's character uses once the channel escapes it, as
+/// the receiver counts: Slack limits (header 150, section 3000) count characters after `&`
+/// became `&amp;`; DingTalk, Feishu and WeCom limit bytes, and a quote or a newline takes two
+/// bytes in the JSON body, a control character six. `truncate` counts with this, so a cut value
+/// stays within the limit whatever DBS put in it.
 pub fn char_weight(kind: ChannelKind) -> fn(char) -> usize {
     match kind {
         ChannelKind::Slack => slack_char_weight,
-        ChannelKind::Dingtalk | ChannelKind::Webhook => plain_char_weight,
+        ChannelKind::Dingtalk | ChannelKind::Feishu | ChannelKind::Wecom => json_byte_weight,
+        ChannelKind::Webhook => plain_char_weight,
     }
 }
 
@@ -77,6 +80,15 @@ fn slack_char_weight(c: char) -> usize {
     }
 }
 
+/// Bytes `c` takes inside a JSON string literal as [`json_string`] writes it.
+pub(crate) fn json_byte_weight(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => 6,
+        c => c.len_utf8(),
+    }
+}
+
 fn plain_char_weight(_: char) -> usize {
     1
 }
@@ -85,8 +97,64 @@ fn plain_char_weight(_: char) -> usize {
 pub fn escape_fn(kind: ChannelKind) -> fn(&str) -> String {
     match kind {
         ChannelKind::Slack => slack_value,
-        ChannelKind::Dingtalk | ChannelKind::Webhook => json_string,
+        ChannelKind::Dingtalk | ChannelKind::Webhook | ChannelKind::Feishu | ChannelKind::Wecom => {
+            json_string
+        }
     }
+}
+
+/// Zero-width space: invisible, but it splits a token the receiver would otherwise interpret.
+const ZWSP: char = '\u{200B}';
+
+/// Make DBS text inert in the channel's markdown, so it shows as written and changes nothing
+/// around it. Used by the `md_escape` helper.
+///
+/// - Slack mrkdwn has no backslash escape, and the built-in template shows error texts in a
+///   code block, where only a backtick run can do harm: a zero-width space follows every
+///   backtick so ```` ``` ```` in an error cannot close the block. (`&`, `<`, `>` are already
+///   entities in Slack values.)
+/// - DingTalk, WeCom, Feishu and the webhook get CommonMark backslash escapes for `\`, `` ` ``,
+///   `*`, `_`, `[`, `]`, `~` (the set DingTalk bridges escape), and for `#` and `>` at the start
+///   of a line (headings, quotes). A `<` that starts a tag or a mention token (`<@all>`,
+///   `<at id=all>`, `<font>`, `<script>`, `<!channel>`) gets a zero-width space after it: it
+///   still reads as `<`, but no receiver sees a tag or a mention in it.
+pub fn markdown_escape(text: &str, kind: ChannelKind) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    if kind == ChannelKind::Slack {
+        for c in text.chars() {
+            out.push(c);
+            if c == '`' {
+                out.push(ZWSP);
+            }
+        }
+        return out;
+    }
+    let mut line_start = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | '>' if line_start => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => {
+                out.push(c);
+                if chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '@' | '!' | '/' | '#'))
+                {
+                    out.push(ZWSP);
+                }
+            }
+            c => out.push(c),
+        }
+        line_start = c == '\n' || (line_start && (c == ' ' || c == '\t'));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -173,6 +241,53 @@ mod tests {
         let slack: String =
             serde_json::from_str(&format!("\"{}\"", slack_value(&trace))).expect("valid JSON");
         assert_eq!(slack, slack_entities(&trace));
+    }
+
+    #[test]
+    fn byte_weights_match_the_escaped_json() {
+        let w = char_weight(ChannelKind::Dingtalk);
+        for text in ["告警 🚨", "a\"b\\c\nd\te", "\u{1}\u{1f}\u{2028}", "plain"] {
+            assert_eq!(
+                text.chars().map(w).sum::<usize>(),
+                json_string(text).len(),
+                "{text:?}"
+            );
+        }
+        assert_eq!(char_weight(ChannelKind::Wecom)('告'), 3);
+        assert_eq!(char_weight(ChannelKind::Feishu)('\u{7}'), 6);
+    }
+
+    #[test]
+    fn markdown_escape_neutralises_formatting_tags_and_mentions() {
+        for kind in [
+            ChannelKind::Dingtalk,
+            ChannelKind::Wecom,
+            ChannelKind::Feishu,
+        ] {
+            assert_eq!(
+                markdown_escape("CHECK_BINLOG_ON *x* `y` [a](b) ~z~ \\", kind),
+                "CHECK\\_BINLOG\\_ON \\*x\\* \\`y\\` \\[a\\](b) \\~z\\~ \\\\"
+            );
+            assert_eq!(
+                markdown_escape("# h\n> q\n  #x a#b a>b", kind),
+                "\\# h\n\\> q\n  \\#x a#b a>b"
+            );
+            let tags = markdown_escape("<@all> <at id=all></at> <script> <!channel> <&> 1<2", kind);
+            assert_eq!(
+                tags,
+                "<\u{200B}@all> <\u{200B}at id=all><\u{200B}/at> <\u{200B}script> <\u{200B}!channel> <&> 1<2"
+            );
+            assert!(!tags.contains("<@") && !tags.contains("<at"));
+            assert_eq!(
+                markdown_escape("告警 🚨 We've \"q\"", kind),
+                "告警 🚨 We've \"q\""
+            );
+        }
+        assert_eq!(
+            markdown_escape("```x``` *b*", ChannelKind::Slack),
+            "`\u{200B}`\u{200B}`\u{200B}x`\u{200B}`\u{200B}`\u{200B} *b*"
+        );
+        assert!(!markdown_escape("a```b", ChannelKind::Slack).contains("``"));
     }
 
     #[test]

@@ -1,79 +1,37 @@
 //! Templates: turns an event into the JSON body a channel receives.
 //!
 //! Pure: no clock, no network; the only IO is reading override template files in
-//! [`Renderer::new`].
+//! [`Renderer::new`]. Times come from the event (`observed_at_ms`), never from a clock.
 //!
 //! # How it works
 //! Every channel gets its own Handlebars registry in strict mode (a misspelt field is an error,
-//! not an empty string). A template renders the **complete JSON body**: Slack
-//! `{"text": .., "blocks": [..]}`, DingTalk `{"msgtype": "markdown", "markdown": {..}}`, or the
-//! generic webhook's event JSON. The notifier adds DingTalk's `at` and `msgUuid` afterwards.
-//! The body must parse as JSON and respect the receiver's documented limits (Slack header 150 /
-//! section 3000 / field 2000 characters, 10 fields, 50 blocks; DingTalk 19000 bytes, leaving
-//! room for `at`/`msgUuid`); it is then sent compact, so template whitespace never reaches the
-//! wire. If a channel's own template fails at run time, the built-in template for its kind is
-//! used and [`Rendered::fallback_reason`] says why.
+//! not an empty string), with helpers set up for the channel's language, time zone and
+//! receiver. A template renders the **complete JSON body**: Slack `{"text": .., "blocks":
+//! [..]}`, DingTalk `{"msgtype": "markdown", ..}`, Feishu `{"msg_type": "interactive", "card":
+//! ..}`, WeCom `{"msgtype": "markdown", ..}`, or the generic webhook's event JSON. The notifier
+//! adds DingTalk's `at` and `msgUuid`, Feishu's signature and a missing security keyword
+//! afterwards. The body must parse as JSON and respect the receiver's documented limits
+//! ([`limits`]); it is then sent compact, so template whitespace never reaches the wire.
+//!
+//! If a channel's own template fails at run time, the built-in template for its kind is used,
+//! [`Rendered::fallback_reason`] says why, and the message itself carries a visible note
+//! (`notice`). If even the built-in layout would break a limit (many long items), it is
+//! rendered again with fewer items until it fits.
 //!
 //! # Escaping
 //! `{{value}}` is escaped for the inside of a JSON string literal (`"`, `\`, newlines, tabs and
 //! all control characters; emoji and CJK kept). For Slack, `&`, `<`, `>` become `&amp;`,
 //! `&lt;`, `&gt;` first, so `<!channel>` in a DBS error can never ping anyone. Nothing is
 //! HTML-escaped (`'` stays `'`). `{{{value}}}` is raw: use it only with `json`, e.g.
-//! `"progress": {{{json progress}}}` or the whole webhook body `{{{json payload}}}`.
+//! `"progress": {{{json progress}}}` or the whole webhook body `{{{json payload}}}`. Markdown
+//! channels use `{{md_escape x}}` for DBS text.
 //!
-//! # Fields
-//! Every field is always present; unknown values are `null` (or `""` where noted).
-//!
-//! | field | example | |
-//! |---|---|---|
-//! | `event_id` | `7d3f9a4e-…` | stable across retries |
-//! | `kind` | `precheck.failed` | `scope.change` |
-//! | `scope` | `precheck` | or `restore` |
-//! | `change` | `failed` | `started`, `item_changed`, `progress`, `failed`, `passed`, `completed`, `status_changed` |
-//! | `headline` | `Pre-check failed` | also `Check CHECK_BINLOG_ON: running → warning`, `Restore completed` |
-//! | `title` | `Pre-check failed: orders-db` | headline and watch; `Check CHECK_BINLOG_ON on orders-db: running → warning` for item changes |
-//! | `summary` | `2 of 3 checks have problems` | also `3 checks to run`, `progress 40% → 70%`, `pre-check running, 40% done` |
-//! | `severity` | `failure` | `warning`, `success`, `info` |
-//! | `icon` | `❌` | `⚠️`, `✅`, `ℹ️` by severity |
-//! | `is_failure` | `true` | the run failed or an item became `failed`/`catched` |
-//! | `watch` | `orders-db` | configured watch name |
-//! | `target_type` | `backup_plan` | or `restore_task` |
-//! | `target_label` | `Backup plan` | or `Restore task` |
-//! | `target_id` | `dbstooi01XXXX` | |
-//! | `status_before`, `status` | `running`, `failed` | DBS overall Status |
-//! | `status_text` | `running → failed` | or `running`, or `unknown` |
-//! | `progress_before`, `progress` | `40`, `100` | 0–100 |
-//! | `progress_text` | `40% → 100%` | or `100%`, or `unknown` |
-//! | `observed_at` | `2025-12-03T00:00:05Z` | RFC 3339 UTC |
-//! | `observed_at_ms` | `1764720005000` | epoch ms |
-//! | `items` | list | problem items for `failed`, warnings for `passed`/`completed`, the changed item for `item_changed` |
-//! | `items[].code`, `.group`, `.order`, `.job_id`, `.state` | `CHECK_BINLOG_ON`, `CHECK_BINLOG_ON_DETAIL`, `30`, `qxwmxh2b1234`, `warning` | as DBS reports them |
-//! | `items[].error` | `java.lang.RuntimeException: …` | `""` when none |
-//! | `items[].is_problem` | `true` | `warning`, `failed`, `catched` |
-//! | `items[].boot_time`, `.finish_time` | `2025-12-03T00:00:01Z` | RFC 3339 UTC |
-//! | `items[].duration`, `.duration_ms` | `1s`, `1000` | when both times are known |
-//! | `problem_count` | `2` | how many of `items` are problems |
-//! | `item_total` | `3` | items in the whole pre-check or restore |
-//! | `item_change` | object | for `item_changed`: all `items[]` fields plus `previous_state` (`null` when new) |
-//! | `mentions` | `@13800000000 @13900000000` | DingTalk mentions, `""` when none |
-//! | `channel` | `ops-dingtalk` | channel name |
-//! | `payload` | object | the generic webhook payload, see [`webhook_payload`] |
-//!
-//! # Helpers
-//! - `{{{json x}}}`: `x` as JSON. `{{json x}}` gives the same JSON escaped as string content.
-//! - `{{time x}}`, `{{time x "%H:%M"}}`, `{{time x offset="+08:00"}}`: epoch ms or RFC 3339
-//!   to text (strftime format; UTC unless an offset is given; `null` gives `""`).
-//! - `{{duration ms}}`: `1h 0m 2s`.
-//! - `{{truncate x 150}}`: at most 150 characters as the receiver counts them (for Slack, after
-//!   `&` became `&amp;`), ending in `…` when cut.
-//! - `{{upper x}}`; `{{quote x}}`: markdown block quote, every line prefixed with `> `.
-//! - A helper name wins over a field of the same name: inside `{{#each items}}` write
-//!   `{{this.duration}}` for the item's `duration` field; `{{duration}}` alone is the helper.
-//! - Built in: `if`/`unless` (strict here too), `each`, `with`, `eq`, `ne`, `lt`, `gt`, `and`,
-//!   `or`, `not`, `len`.
+//! The data model (every field, with examples) and the helpers are documented for template
+//! authors in `docs/templates.md`.
 
 mod escape;
 mod helpers;
+mod i18n;
 mod limits;
 mod samples;
 mod view;
@@ -85,16 +43,19 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 
+use chrono_tz::Tz;
 use handlebars::{Handlebars, RenderErrorReason, TemplateErrorReason};
 use serde_json::Value;
 
 use crate::event::Event;
 use crate::notify::ChannelKind;
 
-pub use escape::{json_string, slack_entities};
-pub use helpers::{format_duration, format_time, quote_lines, truncate_chars};
-pub use samples::{hostile_event, sample_events};
-pub use view::{ItemChangeView, ItemView, View, webhook_payload};
+pub use escape::{json_string, markdown_escape, slack_entities};
+pub use helpers::{Zone, console_url, format_time, quote_lines, truncate_chars};
+pub use i18n::{Labels, Language, format_duration};
+pub use limits::Budget;
+pub use samples::{hostile_event, sample_events, test_event};
+pub use view::{ItemChangeView, ItemView, View, ViewOptions, webhook_payload};
 
 /// The built-in Slack template.
 pub const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.hbs");
@@ -102,6 +63,10 @@ pub const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.hbs");
 pub const DINGTALK_TEMPLATE: &str = include_str!("../../templates/dingtalk.hbs");
 /// The built-in generic webhook template.
 pub const WEBHOOK_TEMPLATE: &str = include_str!("../../templates/webhook.hbs");
+/// The built-in Feishu / Lark template.
+pub const FEISHU_TEMPLATE: &str = include_str!("../../templates/feishu.hbs");
+/// The built-in WeCom template.
+pub const WECOM_TEMPLATE: &str = include_str!("../../templates/wecom.hbs");
 
 /// The built-in template for a kind, also what a broken custom template falls back to.
 pub fn builtin_template(kind: ChannelKind) -> &'static str {
@@ -109,11 +74,26 @@ pub fn builtin_template(kind: ChannelKind) -> &'static str {
         ChannelKind::Slack => SLACK_TEMPLATE,
         ChannelKind::Dingtalk => DINGTALK_TEMPLATE,
         ChannelKind::Webhook => WEBHOOK_TEMPLATE,
+        ChannelKind::Feishu => FEISHU_TEMPLATE,
+        ChannelKind::Wecom => WECOM_TEMPLATE,
+    }
+}
+
+/// How many items a chat layout lists before `… and N more`: enough to act on, few enough to
+/// stay readable and inside every receiver's limits. WeCom's 4096-byte markdown fits five.
+pub fn item_cap(kind: ChannelKind) -> usize {
+    match kind {
+        ChannelKind::Slack | ChannelKind::Dingtalk | ChannelKind::Feishu => 10,
+        ChannelKind::Wecom => 5,
+        ChannelKind::Webhook => usize::MAX,
     }
 }
 
 const BUILTIN: &str = "builtin";
 const CUSTOM: &str = "custom";
+
+/// The longest fallback reason shown inside a message; the log has the whole text.
+const NOTICE_REASON_MAX: usize = 300;
 
 /// What the renderer needs to know about a channel.
 #[derive(Debug, Clone)]
@@ -126,6 +106,37 @@ pub struct ChannelTemplate {
     pub template: Option<PathBuf>,
     /// DingTalk mobiles to mention (offered to templates as `mentions`).
     pub at_mobiles: Vec<String>,
+    /// Language of the generated words.
+    pub language: Language,
+    /// Time zone times are shown in.
+    pub timezone: Tz,
+    /// DBS region, for console links.
+    pub region: String,
+    /// The robot's security keyword (DingTalk, Feishu).
+    pub keyword: Option<String>,
+    /// DingTalk: an actionCard with a button to the DBS console instead of markdown.
+    pub action_card: bool,
+    /// Webhook: sent as a CloudEvent, so the body must carry `id`, `type` and `data`.
+    pub cloudevents: bool,
+}
+
+impl ChannelTemplate {
+    /// A channel with every option at its default: English, UTC, cn-hangzhou, built-in
+    /// template.
+    pub fn new(name: impl Into<String>, kind: ChannelKind) -> ChannelTemplate {
+        ChannelTemplate {
+            name: name.into(),
+            kind,
+            template: None,
+            at_mobiles: Vec::new(),
+            language: Language::En,
+            timezone: chrono_tz::UTC,
+            region: "cn-hangzhou".into(),
+            keyword: None,
+            action_card: false,
+            cloudevents: false,
+        }
+    }
 }
 
 /// What went wrong, so callers can tell a config mistake from a template mistake.
@@ -196,12 +207,11 @@ pub struct Rendered {
 
 /// One channel, compiled: its registry holds the built-in template and, if configured, its own.
 struct Channel {
-    name: String,
-    kind: ChannelKind,
-    at_mobiles: Vec<String>,
+    spec: ChannelTemplate,
     registry: Handlebars<'static>,
     /// `template /path` when the channel has its own template.
     custom: Option<String>,
+    budget: Budget,
 }
 
 /// All channel templates, compiled once at start-up so a broken template is found before the
@@ -214,7 +224,7 @@ impl fmt::Debug for Renderer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for c in &self.channels {
-            list.entry(&(&c.name, c.kind, &c.custom));
+            list.entry(&(&c.spec.name, c.spec.kind, &c.custom));
         }
         list.finish()
     }
@@ -245,7 +255,7 @@ impl Renderer {
                 ));
                 continue;
             }
-            let mut registry = new_registry(spec.kind);
+            let mut registry = new_registry(spec);
             if let Err(e) = registry.register_template_string(BUILTIN, builtin_template(spec.kind))
             {
                 errors.push(template_error(&spec.name, builtin_name(spec.kind), &e));
@@ -261,12 +271,14 @@ impl Renderer {
                     },
                 }
             }
+            let mut budget =
+                Budget::for_channel(spec.kind, &spec.at_mobiles, spec.keyword.as_deref());
+            budget.event_envelope = spec.kind == ChannelKind::Webhook && spec.cloudevents;
             compiled.push(Channel {
-                name: spec.name.clone(),
-                kind: spec.kind,
-                at_mobiles: spec.at_mobiles.clone(),
+                spec: spec.clone(),
                 registry,
                 custom,
+                budget,
             });
         }
         if errors.is_empty() {
@@ -277,40 +289,16 @@ impl Renderer {
     }
 
     /// Render the event for the channel. If the channel's own template fails (strict-mode
-    /// miss, bad JSON, a receiver limit), the built-in template is used instead and
-    /// `fallback_reason` says why: a late notification with the default layout beats none.
+    /// miss, bad JSON, a receiver limit), the built-in template is used instead, the message
+    /// says so, and `fallback_reason` says why: a message with the default layout beats none.
     pub fn render(&self, channel: &str, event: &Event) -> Result<Rendered, RenderError> {
-        let ch = self
-            .channels
-            .iter()
-            .find(|c| c.name == channel)
-            .ok_or_else(|| RenderError {
-                channel: channel.to_string(),
-                template: "channel list".into(),
-                line: None,
-                column: None,
-                problem: Problem::UnknownChannel,
-                message: "no such channel".into(),
-                sample: None,
-            })?;
-        let view = View::new(event, &ch.name, &ch.at_mobiles);
-        let fallback_reason = match &ch.custom {
-            None => None,
-            Some(_) => match ch.render_view(CUSTOM, &view) {
-                Ok(body) => {
-                    return Ok(Rendered {
-                        body,
-                        fallback_reason: None,
-                    });
-                }
-                Err(e) => Some(e.to_string()),
-            },
-        };
-        let body = ch.render_view(BUILTIN, &view)?;
-        Ok(Rendered {
-            body,
-            fallback_reason,
-        })
+        self.channel(channel)?.render(event, false)
+    }
+
+    /// Render the clearly marked `dbswatch test message` ([`test_event`] with `event_id`) for
+    /// the channel, the way `render` would: what `dbswatch test-channel` sends.
+    pub fn render_test(&self, channel: &str, event_id: &str) -> Result<Rendered, RenderError> {
+        self.channel(channel)?.render(&test_event(event_id), true)
     }
 
     /// Render each channel's own template against a sample event of every kind (plus one full
@@ -326,8 +314,14 @@ impl Renderer {
         for ch in &self.channels {
             let template = if ch.custom.is_some() { CUSTOM } else { BUILTIN };
             for event in &samples {
-                let view = View::new(event, &ch.name, &ch.at_mobiles);
-                if let Err(mut e) = ch.render_view(template, &view) {
+                let result = if template == BUILTIN {
+                    ch.render_builtin(event, None, false)
+                } else {
+                    let view =
+                        View::new(event, &ch.view_options(item_cap(ch.spec.kind), None, false));
+                    ch.render_view(template, &view)
+                };
+                if let Err(mut e) = result {
                     let seen = errors.iter().any(|p| {
                         p.channel == e.channel
                             && p.line == e.line
@@ -347,20 +341,102 @@ impl Renderer {
         }
         errors
     }
+
+    fn channel(&self, name: &str) -> Result<&Channel, RenderError> {
+        self.channels
+            .iter()
+            .find(|c| c.spec.name == name)
+            .ok_or_else(|| RenderError {
+                channel: name.to_string(),
+                template: "channel list".into(),
+                line: None,
+                column: None,
+                problem: Problem::UnknownChannel,
+                message: "no such channel".into(),
+                sample: None,
+            })
+    }
 }
 
 impl Channel {
     fn template_label(&self, template: &str) -> String {
         match (template, &self.custom) {
             (CUSTOM, Some(name)) => name.clone(),
-            _ => builtin_name(self.kind),
+            _ => builtin_name(self.spec.kind),
+        }
+    }
+
+    fn view_options(&self, item_cap: usize, notice: Option<String>, test: bool) -> ViewOptions<'_> {
+        ViewOptions {
+            channel: &self.spec.name,
+            language: self.spec.language,
+            timezone: self.spec.timezone,
+            region: &self.spec.region,
+            at_mobiles: &self.spec.at_mobiles,
+            keyword: self.spec.keyword.as_deref(),
+            action_card: self.spec.action_card,
+            item_cap,
+            notice,
+            test,
+        }
+    }
+
+    /// The custom template if there is one and it works, else the built-in one with a note.
+    fn render(&self, event: &Event, test: bool) -> Result<Rendered, RenderError> {
+        let lang = self.spec.language;
+        let test_note = test.then(|| i18n::test_notice(lang).to_string());
+        let fallback_reason = match &self.custom {
+            None => None,
+            Some(_) => {
+                let options = self.view_options(item_cap(self.spec.kind), test_note.clone(), test);
+                match self.render_view(CUSTOM, &View::new(event, &options)) {
+                    Ok(body) => {
+                        return Ok(Rendered {
+                            body,
+                            fallback_reason: None,
+                        });
+                    }
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+        };
+        let fallback_note = fallback_reason.as_deref().map(|reason| {
+            let reason = truncate_chars(reason, NOTICE_REASON_MAX, |_| 1);
+            i18n::fallback_notice(lang, &reason)
+        });
+        let notice = match (fallback_note, test_note) {
+            (Some(f), Some(t)) => Some(format!("{f} · {t}")),
+            (f, t) => f.or(t),
+        };
+        let body = self.render_builtin(event, notice, test)?;
+        Ok(Rendered {
+            body,
+            fallback_reason,
+        })
+    }
+
+    /// The built-in template, showing fewer items while the body breaks a receiver limit, so
+    /// a flood of long DBS errors shortens the message instead of losing it.
+    fn render_builtin(
+        &self,
+        event: &Event,
+        notice: Option<String>,
+        test: bool,
+    ) -> Result<String, RenderError> {
+        let mut cap = item_cap(self.spec.kind).min(event.items.len());
+        loop {
+            let view = View::new(event, &self.view_options(cap, notice.clone(), test));
+            match self.render_view(BUILTIN, &view) {
+                Err(e) if e.problem == Problem::Limit && cap > 0 => cap /= 2,
+                result => return result,
+            }
         }
     }
 
     /// Render, check it is JSON within the receiver's limits, and return it compact.
     fn render_view(&self, template: &str, view: &View) -> Result<String, RenderError> {
         let error = |problem, message: String, line, column| RenderError {
-            channel: self.name.clone(),
+            channel: self.spec.name.clone(),
             template: self.template_label(template),
             line,
             column,
@@ -390,7 +466,7 @@ impl Channel {
             )
         })?;
         let compact = body.to_string();
-        limits::check(self.kind, &body, &compact)
+        limits::check(self.spec.kind, &body, &compact, &self.budget)
             .map_err(|m| error(Problem::Limit, m, None, None))?;
         Ok(compact)
     }
@@ -400,11 +476,18 @@ fn builtin_name(kind: ChannelKind) -> String {
     format!("built-in {} template", kind.as_str())
 }
 
-fn new_registry(kind: ChannelKind) -> Handlebars<'static> {
+fn new_registry(spec: &ChannelTemplate) -> Handlebars<'static> {
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
-    registry.register_escape_fn(escape::escape_fn(kind));
-    helpers::register(&mut registry, escape::char_weight(kind));
+    registry.register_escape_fn(escape::escape_fn(spec.kind));
+    helpers::register(
+        &mut registry,
+        helpers::HelperSettings {
+            kind: spec.kind,
+            language: spec.language,
+            timezone: spec.timezone,
+        },
+    );
     registry
 }
 
@@ -436,9 +519,9 @@ fn narrow(n: Option<usize>) -> Option<u32> {
 /// Handlebars' reasons, reworded where the original is cryptic.
 fn describe(reason: &RenderErrorReason) -> String {
     match reason {
-        RenderErrorReason::MissingVariable(Some(path)) => format!(
-            "unknown field `{path}` (strict mode; see the field list in the render module docs)"
-        ),
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("unknown field `{path}` (strict mode; see the field list in docs/templates.md)")
+        }
         RenderErrorReason::MissingVariable(None) => {
             "a helper was given an unknown field (strict mode)".into()
         }

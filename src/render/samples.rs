@@ -215,6 +215,19 @@ fn full_restore(state: &str, error: Option<&str>) -> Item {
     }
 }
 
+/// The event a `dbswatch test-channel` message shows: a failed pre-check of a watch named
+/// `dbswatch test message`, so every part of the layout (header, fields, items, errors) is
+/// visible. The renderer adds the test marks (title prefix and notice); `id` should be fresh
+/// for every test so receivers that deduplicate by event id show each one.
+pub fn test_event(id: &str) -> Event {
+    let failed = sample("precheck.failed", 3);
+    Event {
+        id: id.to_string(),
+        watch: "dbswatch test message".into(),
+        ..failed
+    }
+}
+
 /// A failed pre-check whose watch name and error texts hold everything that has broken
 /// notification templates elsewhere: quotes, backslashes, control characters, Slack control
 /// sequences, markdown, HTML, emoji, CJK and a 20 KB Java stack trace. `check-config` renders
@@ -308,6 +321,15 @@ mod tests {
             let change = e.item_change.as_ref().expect("item_change");
             assert_eq!(e.items, vec![change.item.clone()]);
         }
+    }
+
+    #[test]
+    fn the_test_event_says_what_it_is() {
+        let e = test_event("t-1");
+        assert_eq!(e.id, "t-1");
+        assert_eq!(e.watch, "dbswatch test message");
+        assert_eq!(e.kind(), "precheck.failed");
+        assert!(!e.items.is_empty());
     }
 
     #[test]

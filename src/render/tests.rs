@@ -9,23 +9,36 @@ use super::*;
 use crate::event::ALL_KINDS;
 use crate::snapshot::Item;
 
-const KINDS: [ChannelKind; 3] = [
+const KINDS: [ChannelKind; 5] = [
     ChannelKind::Slack,
     ChannelKind::Dingtalk,
     ChannelKind::Webhook,
+    ChannelKind::Feishu,
+    ChannelKind::Wecom,
 ];
 
 fn channel(name: &str, kind: ChannelKind, template: Option<PathBuf>) -> ChannelTemplate {
     ChannelTemplate {
-        name: name.into(),
-        kind,
         template,
-        at_mobiles: Vec::new(),
+        ..ChannelTemplate::new(name, kind)
+    }
+}
+
+/// The same channel in Simplified Chinese, shown in Beijing time.
+fn chinese(name: &str, kind: ChannelKind) -> ChannelTemplate {
+    ChannelTemplate {
+        language: Language::ZhCn,
+        timezone: chrono_tz::Asia::Shanghai,
+        ..ChannelTemplate::new(name, kind)
     }
 }
 
 fn builtins() -> Renderer {
     Renderer::new(&KINDS.map(|k| channel(k.as_str(), k, None))).expect("built-ins compile")
+}
+
+fn chinese_builtins() -> Renderer {
+    Renderer::new(&KINDS.map(|k| chinese(k.as_str(), k))).expect("built-ins compile")
 }
 
 fn sample(kind: &str) -> Event {
@@ -47,43 +60,39 @@ fn template_file(source: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// The DingTalk markdown text or the concatenated Slack texts: what a person reads.
-fn readable_text(kind: ChannelKind, body: &Value) -> String {
-    match kind {
-        ChannelKind::Slack => {
-            let mut out = body["text"].as_str().unwrap_or_default().to_string();
-            for block in body["blocks"].as_array().expect("blocks") {
-                out.push('\n');
-                out.push_str(block["text"]["text"].as_str().unwrap_or_default());
-                for field in block["fields"].as_array().into_iter().flatten() {
-                    out.push('\n');
-                    out.push_str(field["text"].as_str().unwrap_or_default());
-                }
-                for el in block["elements"].as_array().into_iter().flatten() {
-                    out.push('\n');
-                    out.push_str(el["text"].as_str().unwrap_or_default());
-                }
-            }
-            out
+/// Every string in a JSON value, in document order, joined by newlines: what a person can
+/// read in the message, whatever the layout.
+fn readable_text(body: &Value) -> String {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, out)),
+            _ => {}
         }
-        ChannelKind::Dingtalk => body["markdown"]["text"].as_str().unwrap().to_string(),
-        ChannelKind::Webhook => body.to_string(),
     }
+    let mut out = Vec::new();
+    walk(body, &mut out);
+    out.join("\n")
 }
 
 #[test]
 fn builtin_templates_render_every_sample_as_compact_json() {
-    let renderer = builtins();
-    for kind in KINDS {
-        for event in sample_events() {
-            let rendered = renderer.render(kind.as_str(), &event).unwrap();
-            assert_eq!(rendered.fallback_reason, None);
-            let body = parse(&rendered.body);
-            assert_eq!(rendered.body, body.to_string(), "body is compact");
-            if kind == ChannelKind::Dingtalk {
-                // The keyword DingTalk robots with keyword security can be set to.
-                let text = body["markdown"]["text"].as_str().unwrap();
-                assert!(text.contains("dbswatch"), "{text}");
+    for renderer in [builtins(), chinese_builtins()] {
+        for kind in KINDS {
+            for event in sample_events() {
+                let rendered = renderer.render(kind.as_str(), &event).unwrap();
+                assert_eq!(rendered.fallback_reason, None);
+                let body = parse(&rendered.body);
+                assert_eq!(rendered.body, body.to_string(), "body is compact");
+                if matches!(
+                    kind,
+                    ChannelKind::Dingtalk | ChannelKind::Feishu | ChannelKind::Wecom
+                ) {
+                    // A word robots with keyword security can be set to.
+                    let text = readable_text(&body);
+                    assert!(text.contains("dbswatch"), "{kind:?}: {text}");
+                }
             }
         }
     }
@@ -92,6 +101,7 @@ fn builtin_templates_render_every_sample_as_compact_json() {
 #[test]
 fn builtin_templates_pass_check() {
     assert_eq!(builtins().check(), Vec::<RenderError>::new());
+    assert_eq!(chinese_builtins().check(), Vec::<RenderError>::new());
 }
 
 #[test]
@@ -104,6 +114,75 @@ fn snapshots_of_every_builtin_template_for_every_kind() {
             let name = format!("{}__{}", kind.as_str(), event.kind().replace('.', "_"));
             insta::assert_snapshot!(name, pretty);
         }
+    }
+}
+
+#[test]
+fn snapshots_of_every_builtin_template_for_every_kind_in_chinese() {
+    let renderer = chinese_builtins();
+    for kind in KINDS {
+        for event in sample_events() {
+            let body = parse(&renderer.render(kind.as_str(), &event).unwrap().body);
+            let pretty = serde_json::to_string_pretty(&body).unwrap();
+            let name = format!(
+                "{}__zh_CN__{}",
+                kind.as_str(),
+                event.kind().replace('.', "_")
+            );
+            insta::assert_snapshot!(name, pretty);
+        }
+    }
+}
+
+#[test]
+fn dingtalk_action_card_snapshot() {
+    let ding = ChannelTemplate {
+        action_card: true,
+        keyword: Some("DBS".into()),
+        ..chinese("ding", ChannelKind::Dingtalk)
+    };
+    let renderer = Renderer::new(&[ding]).unwrap();
+    let body = parse(
+        &renderer
+            .render("ding", &sample("restore.failed"))
+            .unwrap()
+            .body,
+    );
+    assert_eq!(body["msgtype"], "actionCard");
+    assert_eq!(
+        body["actionCard"]["singleURL"],
+        "https://dbs.console.aliyun.com/?regionId=cn-hangzhou#/dbs/restore/dbasdsa01XXXX"
+    );
+    assert_eq!(body["actionCard"]["singleTitle"], "在 DBS 控制台查看");
+    assert!(
+        body["actionCard"]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with(" · DBS")
+    );
+    insta::assert_snapshot!(serde_json::to_string_pretty(&body).unwrap());
+}
+
+#[test]
+fn test_message_snapshots() {
+    let renderer = Renderer::new(&[
+        channel("slack", ChannelKind::Slack, None),
+        chinese("feishu", ChannelKind::Feishu),
+    ])
+    .unwrap();
+    for name in ["slack", "feishu"] {
+        let rendered = renderer
+            .render_test(name, "00000000-0000-4000-8000-000000007e57")
+            .unwrap();
+        assert_eq!(rendered.fallback_reason, None);
+        let body = parse(&rendered.body);
+        let text = readable_text(&body);
+        assert!(text.contains("dbswatch test message"), "{text}");
+        assert!(text.contains("test-channel"), "{text}");
+        insta::assert_snapshot!(
+            format!("test_message__{name}"),
+            serde_json::to_string_pretty(&body).unwrap()
+        );
     }
 }
 
@@ -130,7 +209,7 @@ fn failure_messages_name_the_target_the_checks_and_their_errors() {
         let event = sample(kind);
         for channel in KINDS {
             let body = parse(&renderer.render(channel.as_str(), &event).unwrap().body);
-            let text = readable_text(channel, &body);
+            let text = readable_text(&body);
             assert!(
                 text.contains(event.target.id()),
                 "{channel:?} {kind}: {text}"
@@ -138,12 +217,20 @@ fn failure_messages_name_the_target_the_checks_and_their_errors() {
             for item in &event.items {
                 let code = item.code.as_deref().unwrap();
                 let error = item.error.as_deref().unwrap();
-                let error = match channel {
-                    ChannelKind::Slack => slack_entities(error).into_owned(),
-                    ChannelKind::Webhook => json_string(error),
-                    ChannelKind::Dingtalk => error.to_string(),
+                let (code, error) = match channel {
+                    ChannelKind::Slack => (
+                        code.to_string(),
+                        markdown_escape(&slack_entities(error), channel),
+                    ),
+                    ChannelKind::Dingtalk | ChannelKind::Wecom => (
+                        markdown_escape(code, channel),
+                        markdown_escape(error, channel),
+                    ),
+                    ChannelKind::Webhook | ChannelKind::Feishu => {
+                        (code.to_string(), error.to_string())
+                    }
                 };
-                assert!(text.contains(code), "{channel:?} {kind} lacks {code}");
+                assert!(text.contains(&code), "{channel:?} {kind} lacks {code}");
                 assert!(text.contains(&error), "{channel:?} {kind} lacks {error}");
             }
         }
@@ -174,7 +261,7 @@ fn hostile_text_renders_valid_json_everywhere() {
         let body = parse(&rendered.body);
         assert_eq!(rendered.fallback_reason, None);
         assert!(!rendered.body.contains("&#39;") && !rendered.body.contains("&quot;"));
-        let text = readable_text(kind, &body);
+        let text = readable_text(&body);
         assert!(text.contains("We've"), "{kind:?}: apostrophes stay");
         assert!(
             text.contains("🚨 告警：订单库"),
@@ -196,12 +283,32 @@ fn hostile_text_renders_valid_json_everywhere() {
         event.items[0].error.as_deref().unwrap()
     );
 
-    // DingTalk keeps only the start of the trace, as a quote, and stays under its byte limit.
+    // DingTalk keeps only the start of the trace, as a quote with markdown escaped, and stays
+    // under its byte limit.
     let ding = renderer.render("dingtalk", &event).unwrap().body;
-    assert!(ding.len() < limits::DINGTALK_BODY_MAX);
-    let text = readable_text(ChannelKind::Dingtalk, &parse(&ding));
-    assert!(text.contains("> java.lang.RuntimeException: quote \" backslash \\ newline  \n> "));
+    assert!(ding.len() < limits::DINGTALK_BODY_LIMIT - 120);
+    let ding = parse(&ding);
+    let text = ding["markdown"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("> java.lang.RuntimeException: quote \" backslash \\\\ newline  \n> "),
+        "{text}"
+    );
+    assert!(text.contains("<\u{200B}!channel>") && !text.contains("<!channel>"));
     assert!(text.contains('…'));
+
+    // WeCom: no `<@user>` mention can form, and the markdown fits 4096 bytes.
+    let wecom = parse(&renderer.render("wecom", &event).unwrap().body);
+    let content = wecom["markdown"]["content"].as_str().unwrap();
+    assert!(content.len() <= limits::WECOM_MARKDOWN_MAX);
+    assert!(
+        !content.contains("<@") && !content.contains("<script"),
+        "{content}"
+    );
+
+    // Feishu: DBS text only ever sits in plain_text elements.
+    let feishu = renderer.render("feishu", &event).unwrap().body;
+    assert!(feishu.len() <= limits::FEISHU_BODY_LIMIT - 120);
+    assert!(!feishu.contains("lark_md"), "{feishu}");
 }
 
 #[test]
@@ -234,7 +341,7 @@ fn long_values_are_cut_to_slack_limits() {
         })
         .count();
     assert_eq!(sections, 10);
-    assert!(readable_text(ChannelKind::Slack, &body).contains("Showing 10 of 14 items."));
+    assert!(readable_text(&body).contains("… and 4 more checks"));
     // The same event fits DingTalk's byte budget too.
     renderer.render("dingtalk", &event).unwrap();
 }
@@ -266,10 +373,76 @@ fn a_typo_in_a_custom_template_is_reported_by_check_and_falls_back_at_run_time()
     let rendered = renderer.render("ops-slack", &event).unwrap();
     let reason = rendered.fallback_reason.expect("fell back");
     assert!(reason.contains("watchname"), "{reason}");
-    assert_eq!(
-        rendered.body,
-        builtins().render("slack", &event).unwrap().body
+    // The message itself says so, and is otherwise the built-in one.
+    let body = parse(&rendered.body);
+    let text = readable_text(&body);
+    assert!(
+        text.contains("⚠ custom template failed: channel `ops-slack`, template "),
+        "{text}"
     );
+    assert!(text.contains("unknown field `watchname`"), "{text}");
+    assert!(text.contains("; built-in template used"), "{text}");
+    let builtin = parse(&builtins().render("slack", &event).unwrap().body);
+    assert_eq!(body["text"], builtin["text"]);
+    assert_eq!(body["blocks"][0], builtin["blocks"][0]);
+    // The temporary folder differs per run; the snapshot shows where the path goes.
+    let pretty = serde_json::to_string_pretty(&body)
+        .unwrap()
+        .replace(&path.display().to_string(), "/etc/dbswatch/slack.hbs");
+    insta::assert_snapshot!("fallback_notice__slack", pretty);
+}
+
+#[test]
+fn the_fallback_notice_speaks_the_channel_language_on_every_kind() {
+    let (_dir, path) = template_file("{\"text\": \"{{nope}}\"}");
+    let channels: Vec<ChannelTemplate> = KINDS
+        .iter()
+        .map(|k| ChannelTemplate {
+            template: Some(path.clone()),
+            ..chinese(k.as_str(), *k)
+        })
+        .collect();
+    let renderer = Renderer::new(&channels).unwrap();
+    for kind in KINDS {
+        let rendered = renderer
+            .render(kind.as_str(), &sample("restore.failed"))
+            .unwrap();
+        assert!(rendered.fallback_reason.is_some());
+        let text = readable_text(&parse(&rendered.body));
+        assert!(
+            text.contains("自定义模板渲染失败") && text.contains("已改用内置模板"),
+            "{kind:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_body_that_would_be_too_big_shows_fewer_items_instead_of_failing() {
+    // 300 mentions leave DingTalk little room; ten long errors no longer fit.
+    let mut ding = channel("ding", ChannelKind::Dingtalk, None);
+    ding.at_mobiles = (0..300).map(|n| format!("1380000{n:04}")).collect();
+    let renderer = Renderer::new(&[ding]).unwrap();
+    let mut event = sample("precheck.failed");
+    event.items = (0..10)
+        .map(|n| Item {
+            code: Some(format!("CHECK_{n}")),
+            state: Some("failed".into()),
+            error: Some("告警".repeat(2000)),
+            ..Item::default()
+        })
+        .collect();
+    let rendered = renderer.render("ding", &event).unwrap();
+    let body = parse(&rendered.body);
+    let text = body["markdown"]["text"].as_str().unwrap();
+    assert!(text.contains("**CHECK\\_0**"), "{text}");
+    assert!(!text.contains("**CHECK\\_9**"), "fewer items shown");
+    assert!(text.contains("more checks"), "{text}");
+    let budget = Budget::for_channel(ChannelKind::Dingtalk, &renderer_mobiles(), None);
+    assert!(rendered.body.len() <= limits::DINGTALK_BODY_LIMIT - budget.reserve);
+}
+
+fn renderer_mobiles() -> Vec<String> {
+    (0..300).map(|n| format!("1380000{n:04}")).collect()
 }
 
 #[test]
@@ -365,7 +538,13 @@ fn raw_values_in_a_custom_template_are_caught_by_the_hostile_sample() {
     assert_eq!(parse(&fine.body)["watch"], "orders-db");
     let hostile = renderer.render("hook", &hostile_event()).unwrap();
     assert!(hostile.fallback_reason.is_some());
-    assert_eq!(parse(&hostile.body)["version"], "1");
+    let body = parse(&hostile.body);
+    assert_eq!(body["version"], "1");
+    let notice = body["notice"].as_str().unwrap();
+    assert!(
+        notice.starts_with("⚠ custom template failed: channel `hook`"),
+        "{notice}"
+    );
 }
 
 #[test]
@@ -391,6 +570,44 @@ fn unknown_channel_is_an_error() {
         .unwrap_err();
     assert_eq!(err.problem, Problem::UnknownChannel);
     assert!(err.to_string().contains("`nope`"));
+}
+
+#[test]
+fn cloudevents_channels_need_the_event_attributes() {
+    let (_dir, path) = template_file("{\"text\": \"{{title}}\"}");
+    let hook = ChannelTemplate {
+        cloudevents: true,
+        template: Some(path),
+        ..ChannelTemplate::new("ce", ChannelKind::Webhook)
+    };
+    let renderer = Renderer::new(&[hook]).unwrap();
+    let errors = renderer.check();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].problem, Problem::Limit);
+    assert!(errors[0].message.contains("string `id`"), "{}", errors[0]);
+    let builtin = Renderer::new(&[ChannelTemplate {
+        cloudevents: true,
+        ..ChannelTemplate::new("ce", ChannelKind::Webhook)
+    }])
+    .unwrap();
+    assert_eq!(builtin.check(), Vec::<RenderError>::new());
+}
+
+#[test]
+fn times_follow_the_channel_time_zone() {
+    let renderer = Renderer::new(&[
+        channel("utc", ChannelKind::Dingtalk, None),
+        chinese("beijing", ChannelKind::Dingtalk),
+    ])
+    .unwrap();
+    let event = sample("precheck.failed");
+    let utc = renderer.render("utc", &event).unwrap().body;
+    let beijing = renderer.render("beijing", &event).unwrap().body;
+    assert!(utc.contains("2025-12-03 00:00:05 UTC"), "{utc}");
+    assert!(
+        beijing.contains("2025-12-03 08:00:05 UTC+08:00"),
+        "{beijing}"
+    );
 }
 
 #[test]

@@ -6,16 +6,60 @@
 //! is a real typo, never a field that happens to be missing for this kind of event.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::event::{Change, Event};
-use crate::snapshot::{Item, Scope, Target};
+use crate::snapshot::Item;
 
-use super::helpers::format_duration;
+use super::i18n::{self, HeadlineFacts, Labels, Language, SummaryFacts, format_duration};
 
-/// Everything a template can use. The field list is documented in the module docs of
-/// [`crate::render`], which is what template authors read.
+/// What the view needs to know about the channel it is rendered for.
+#[derive(Debug, Clone)]
+pub struct ViewOptions<'a> {
+    /// The channel's configured name.
+    pub channel: &'a str,
+    /// Language of every generated word.
+    pub language: Language,
+    /// Time zone people read times in.
+    pub timezone: Tz,
+    /// DBS region, for console links.
+    pub region: &'a str,
+    /// DingTalk mobiles to mention.
+    pub at_mobiles: &'a [String],
+    /// The robot's security keyword, if any.
+    pub keyword: Option<&'a str>,
+    /// DingTalk: render an actionCard with a console button.
+    pub action_card: bool,
+    /// How many items chat layouts show before `… and N more`.
+    pub item_cap: usize,
+    /// A note for readers (the fallback or test note), if any.
+    pub notice: Option<String>,
+    /// This is a `test-channel` message.
+    pub test: bool,
+}
+
+impl ViewOptions<'_> {
+    /// Plain English, UTC, no extras: what tests and previews start from.
+    pub fn plain(channel: &str) -> ViewOptions<'_> {
+        ViewOptions {
+            channel,
+            language: Language::En,
+            timezone: chrono_tz::UTC,
+            region: "cn-hangzhou",
+            at_mobiles: &[],
+            keyword: None,
+            action_card: false,
+            item_cap: usize::MAX,
+            notice: None,
+            test: false,
+        }
+    }
+}
+
+/// Everything a template can use. The field list is documented in `docs/templates.md`, which
+/// is what template authors read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct View {
     /// Event id (a UUID), stable across retries.
@@ -27,6 +71,8 @@ pub struct View {
     /// What happened: `started`, `item_changed`, `progress`, `failed`, `passed`, `completed`,
     /// `status_changed`.
     pub change: &'static str,
+    /// `en` or `zh-CN`.
+    pub lang: &'static str,
     /// One-line statement of what happened, e.g. `Pre-check failed`.
     pub headline: String,
     /// `headline: watch`, e.g. `Pre-check failed: orders-db`.
@@ -37,16 +83,20 @@ pub struct View {
     pub severity: &'static str,
     /// An emoji for the severity, for headers.
     pub icon: &'static str,
+    /// A colour name for the severity: `red`, `orange`, `green`, `blue` (Feishu card headers).
+    pub color: &'static str,
     /// True when something broke (the run failed, or an item became `failed`/`catched`).
     pub is_failure: bool,
     /// The configured watch name.
     pub watch: String,
     /// `backup_plan` or `restore_task`.
     pub target_type: &'static str,
-    /// `Backup plan` or `Restore task`.
+    /// `Backup plan` or `Restore task` (`备份计划`, `恢复任务`).
     pub target_label: &'static str,
     /// The DBS id of the plan or task.
     pub target_id: String,
+    /// The DBS region, for `console_url`.
+    pub region: String,
     /// Overall Status before, `null` on the first poll.
     pub status_before: Option<String>,
     /// Overall Status now.
@@ -63,9 +113,23 @@ pub struct View {
     pub observed_at: Option<String>,
     /// The same, epoch milliseconds.
     pub observed_at_ms: i64,
+    /// The IANA name of the channel's time zone (`time` uses it).
+    pub timezone: String,
+    /// Span from the earliest start to the latest finish of this event's items, e.g. `1h 0m
+    /// 2s`; `null` when the items carry no times.
+    pub run_duration: Option<String>,
+    /// The same in milliseconds.
+    pub run_duration_ms: Option<i64>,
     /// The items that matter for this event (problem items for `failed`, warnings for
     /// `passed`/`completed`, the changed item for `item_changed`).
     pub items: Vec<ItemView>,
+    /// The first items, as many as the channel's layout shows (10 for Slack, DingTalk and
+    /// Feishu, 5 for WeCom, all for the webhook).
+    pub shown_items: Vec<ItemView>,
+    /// How many items `shown_items` leaves out.
+    pub hidden_count: usize,
+    /// `… and 4 more checks`, or `""` when nothing was left out.
+    pub more_text: String,
     /// How many of `items` are problems (`warning`, `failed`, `catched`).
     pub problem_count: usize,
     /// Number of items in the whole pre-check or restore.
@@ -74,9 +138,21 @@ pub struct View {
     pub item_change: Option<ItemChangeView>,
     /// `@13800000000 @13900000000` for DingTalk mentions; `""` when none.
     pub mentions: String,
+    /// The robot's security keyword, `""` when none.
+    pub keyword: String,
+    /// DingTalk: the channel wants an actionCard with a console button.
+    pub action_card: bool,
+    /// A note for readers, `""` when none: the built-in template stood in for a failed custom
+    /// one, or this is a test message.
+    pub notice: String,
+    /// True for `dbswatch test-channel` messages.
+    pub is_test: bool,
+    /// Fixed words in the channel's language: `{{labels.watch}}`.
+    pub labels: Labels,
     /// The channel's configured name.
     pub channel: String,
-    /// The generic webhook payload, see [`webhook_payload`].
+    /// The generic webhook payload, see [`webhook_payload`]; with a `notice` field when
+    /// `notice` is set.
     pub payload: Value,
 }
 
@@ -118,60 +194,123 @@ pub struct ItemChangeView {
 }
 
 impl View {
-    /// Build the view of `event` for the channel named `channel` that mentions `at_mobiles`.
-    pub fn new(event: &Event, channel: &str, at_mobiles: &[String]) -> View {
-        let items: Vec<ItemView> = event.items.iter().map(ItemView::new).collect();
+    /// Build the view of `event` for the channel described by `options`.
+    pub fn new(event: &Event, options: &ViewOptions<'_>) -> View {
+        let lang = options.language;
+        let items: Vec<ItemView> = event.items.iter().map(|i| ItemView::new(i, lang)).collect();
         let problem_count = event.items.iter().filter(|i| i.is_problem()).count();
-        let headline = headline(event, problem_count);
+        let status_text = transition(
+            lang,
+            event.status_before.as_deref(),
+            event.status.as_deref(),
+            |s| s.to_string(),
+        );
+        let progress_text = transition(lang, event.progress_before, event.progress, |p| {
+            format!("{p}%")
+        });
+        let mut headline = i18n::headline(
+            lang,
+            &HeadlineFacts {
+                scope: event.scope,
+                change: event.change,
+                problems: problem_count,
+                status: event.status.as_deref(),
+                progress: event.progress,
+                item: event.item_change.as_ref().map(|c| {
+                    (
+                        c.item.code.as_deref(),
+                        c.previous_state.as_deref(),
+                        c.item.state.as_deref(),
+                    )
+                }),
+            },
+        );
+        let mut title = i18n::title(lang, event.change, &headline, &event.watch);
+        if options.test {
+            headline.insert_str(0, i18n::test_prefix(lang));
+            title.insert_str(0, i18n::test_prefix(lang));
+        }
+        let summary = i18n::summary(
+            lang,
+            &SummaryFacts {
+                scope: event.scope,
+                change: event.change,
+                problems: problem_count,
+                total: event.item_total,
+                status: event.status.as_deref(),
+                progress: event.progress,
+                progress_text: &progress_text,
+                status_text: &status_text,
+            },
+        );
         let severity = severity(event, problem_count);
+        let shown_items: Vec<ItemView> = items.iter().take(options.item_cap).cloned().collect();
+        let hidden_count = items.len() - shown_items.len();
+        let run_duration_ms = run_span(&event.items);
+        let notice = options.notice.clone().unwrap_or_default();
+        let mut payload = webhook_payload(event);
+        if !notice.is_empty() {
+            payload["notice"] = Value::String(notice.clone());
+        }
         View {
             event_id: event.id.clone(),
             kind: event.kind(),
             scope: event.scope.as_str(),
             change: event.change.as_str(),
-            title: title(event, &headline),
+            lang: lang.as_str(),
             headline,
-            summary: summary(event, problem_count),
+            title,
+            summary,
             severity,
             icon: icon(severity),
+            color: color(severity),
             is_failure: severity == "failure",
             watch: event.watch.clone(),
             target_type: event.target.type_name(),
-            target_label: target_label(&event.target),
+            target_label: i18n::target_label(lang, event.scope),
             target_id: event.target.id().to_string(),
+            region: options.region.to_string(),
             status_before: event.status_before.clone(),
             status: event.status.clone(),
-            status_text: transition(
-                event.status_before.as_deref(),
-                event.status.as_deref(),
-                |s| s.to_string(),
-            ),
+            status_text,
             progress_before: event.progress_before,
             progress: event.progress,
-            progress_text: transition(event.progress_before, event.progress, |p| format!("{p}%")),
+            progress_text,
             observed_at: rfc3339(event.observed_at_ms),
             observed_at_ms: event.observed_at_ms,
+            timezone: options.timezone.name().to_string(),
+            run_duration: run_duration_ms.and_then(|ms| format_duration(lang, ms)),
+            run_duration_ms,
+            more_text: i18n::more_items(lang, event.scope, hidden_count),
+            hidden_count,
+            shown_items,
             items,
             problem_count,
             item_total: event.item_total,
             item_change: event.item_change.as_ref().map(|c| ItemChangeView {
-                item: ItemView::new(&c.item),
+                item: ItemView::new(&c.item, lang),
                 previous_state: c.previous_state.clone(),
             }),
-            mentions: at_mobiles
+            mentions: options
+                .at_mobiles
                 .iter()
                 .filter(|m| !m.trim().is_empty())
                 .map(|m| format!("@{}", m.trim()))
                 .collect::<Vec<_>>()
                 .join(" "),
-            channel: channel.to_string(),
-            payload: webhook_payload(event),
+            keyword: options.keyword.unwrap_or_default().to_string(),
+            action_card: options.action_card,
+            notice,
+            is_test: options.test,
+            labels: Labels::new(lang, event.scope),
+            channel: options.channel.to_string(),
+            payload,
         }
     }
 }
 
 impl ItemView {
-    fn new(item: &Item) -> ItemView {
+    fn new(item: &Item, lang: Language) -> ItemView {
         let duration_ms = match (item.boot_time, item.finish_time) {
             (Some(boot), Some(finish)) if finish >= boot => Some(finish - boot),
             _ => None,
@@ -186,10 +325,18 @@ impl ItemView {
             is_problem: item.is_problem(),
             boot_time: item.boot_time.and_then(rfc3339),
             finish_time: item.finish_time.and_then(rfc3339),
-            duration: duration_ms.and_then(format_duration),
+            duration: duration_ms.and_then(|ms| format_duration(lang, ms)),
             duration_ms,
         }
     }
+}
+
+/// From the earliest BootTime to the latest FinishTime among `items`, when both exist and are
+/// in order.
+fn run_span(items: &[Item]) -> Option<i64> {
+    let start = items.iter().filter_map(|i| i.boot_time).min()?;
+    let end = items.iter().filter_map(|i| i.finish_time).max()?;
+    (end >= start).then(|| end - start)
 }
 
 /// The generic webhook's body, version `"1"`. Receivers parse this, so it only grows: fields
@@ -245,121 +392,6 @@ fn rfc3339(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-fn target_label(target: &Target) -> &'static str {
-    match target {
-        Target::BackupPlan(_) => "Backup plan",
-        Target::RestoreTask(_) => "Restore task",
-    }
-}
-
-fn scope_label(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Precheck => "Pre-check",
-        Scope::Restore => "Restore",
-    }
-}
-
-/// What an item is called in prose: pre-checks run checks, restores run steps.
-fn item_noun(scope: Scope, count: usize) -> &'static str {
-    match (scope, count == 1) {
-        (Scope::Precheck, true) => "check",
-        (Scope::Precheck, false) => "checks",
-        (Scope::Restore, true) => "step",
-        (Scope::Restore, false) => "steps",
-    }
-}
-
-fn headline(event: &Event, problems: usize) -> String {
-    let what = scope_label(event.scope);
-    let warnings = if problems > 0 { " with warnings" } else { "" };
-    match event.change {
-        Change::Started => format!("{what} started"),
-        Change::ItemChanged => {
-            let noun = match event.scope {
-                Scope::Precheck => "Check",
-                Scope::Restore => "Step",
-            };
-            let (code, before, now) = match &event.item_change {
-                Some(c) => (
-                    c.item.code.as_deref(),
-                    c.previous_state.as_deref().unwrap_or("new"),
-                    c.item.state.as_deref().unwrap_or("unknown"),
-                ),
-                None => (None, "unknown", "unknown"),
-            };
-            format!("{noun} {}: {before} → {now}", code.unwrap_or("(unnamed)"))
-        }
-        Change::Progress => match event.progress {
-            Some(p) => format!("{what} at {p}%"),
-            None => format!("{what} progress changed"),
-        },
-        Change::Failed => format!("{what} failed"),
-        Change::Passed => format!("{what} passed{warnings}"),
-        Change::Completed => format!("{what} completed{warnings}"),
-        Change::StatusChanged => format!(
-            "{what} status changed to {}",
-            event.status.as_deref().unwrap_or("unknown")
-        ),
-    }
-}
-
-/// `headline: watch`, except for item changes, whose headline already has a colon:
-/// `Check CHECK_BINLOG_ON on orders-db: running → warning`.
-fn title(event: &Event, headline: &str) -> String {
-    match (event.change, headline.split_once(": ")) {
-        (Change::ItemChanged, Some((what, transition))) => {
-            format!("{what} on {}: {transition}", event.watch)
-        }
-        _ => format!("{headline}: {}", event.watch),
-    }
-}
-
-fn summary(event: &Event, problems: usize) -> String {
-    let total = event.item_total;
-    let noun = item_noun(event.scope, total);
-    match event.change {
-        Change::Started if total > 0 => format!("{total} {noun} to run"),
-        Change::Started | Change::ItemChanged => {
-            let what = scope_label(event.scope).to_lowercase();
-            let status = event.status.as_deref().unwrap_or("status unknown");
-            match event.progress {
-                Some(p) => format!("{what} {status}, {p}% done"),
-                None => format!("{what} {status}"),
-            }
-        }
-        Change::Progress => format!(
-            "progress {}",
-            transition(event.progress_before, event.progress, |p| format!("{p}%"))
-        ),
-        Change::Failed if problems == 0 => {
-            format!("no {} reported an error", item_noun(event.scope, 1))
-        }
-        Change::Failed => {
-            let verb = if problems == 1 { "has" } else { "have" };
-            format!("{problems} of {total} {noun} {verb} problems")
-        }
-        Change::Passed | Change::Completed if problems == 0 => {
-            let verb = match event.change {
-                Change::Passed => "passed",
-                _ => "finished",
-            };
-            format!("{total} of {total} {noun} {verb}")
-        }
-        Change::Passed | Change::Completed => {
-            let verb = if problems == 1 { "has" } else { "have" };
-            format!("{problems} of {total} {noun} {verb} warnings")
-        }
-        Change::StatusChanged => format!(
-            "status {}, which DBS does not document",
-            transition(
-                event.status_before.as_deref(),
-                event.status.as_deref(),
-                |s| s.to_string()
-            )
-        ),
-    }
-}
-
 fn severity(event: &Event, problems: usize) -> &'static str {
     match event.change {
         Change::Failed => "failure",
@@ -381,6 +413,15 @@ fn severity(event: &Event, problems: usize) -> &'static str {
     }
 }
 
+fn color(severity: &str) -> &'static str {
+    match severity {
+        "failure" => "red",
+        "warning" => "orange",
+        "success" => "green",
+        _ => "blue",
+    }
+}
+
 fn icon(severity: &str) -> &'static str {
     match severity {
         "failure" => "❌",
@@ -392,15 +433,17 @@ fn icon(severity: &str) -> &'static str {
 
 /// `before → now` when both are known and differ, else whichever is known, else `unknown`.
 fn transition<T: PartialEq + Copy>(
+    lang: Language,
     before: Option<T>,
     now: Option<T>,
     show: impl Fn(T) -> String,
 ) -> String {
+    let unknown = i18n::unknown(lang);
     match (before, now) {
         (Some(b), Some(n)) if b != n => format!("{} → {}", show(b), show(n)),
         (_, Some(n)) => show(n),
-        (Some(b), None) => format!("{} → unknown", show(b)),
-        (None, None) => "unknown".to_string(),
+        (Some(b), None) => format!("{} → {unknown}", show(b)),
+        (None, None) => unknown.to_string(),
     }
 }
 
@@ -409,6 +452,7 @@ mod tests {
     use super::*;
     use crate::event::ItemChange;
     use crate::render::samples::sample_events;
+    use crate::snapshot::{Scope, Target};
 
     fn sample(kind: &str) -> Event {
         sample_events()
@@ -419,7 +463,7 @@ mod tests {
 
     #[test]
     fn failed_precheck_view_names_plan_checks_and_errors() {
-        let view = View::new(&sample("precheck.failed"), "ops", &[]);
+        let view = View::new(&sample("precheck.failed"), &ViewOptions::plain("ops"));
         assert_eq!(view.kind, "precheck.failed");
         assert_eq!(view.headline, "Pre-check failed");
         assert_eq!(view.title, "Pre-check failed: orders-db");
@@ -452,7 +496,7 @@ mod tests {
 
     #[test]
     fn item_change_view_carries_the_transition() {
-        let view = View::new(&sample("precheck.item_changed"), "ops", &[]);
+        let view = View::new(&sample("precheck.item_changed"), &ViewOptions::plain("ops"));
         assert_eq!(view.headline, "Check CHECK_BINLOG_ON: running → warning");
         assert_eq!(
             view.title,
@@ -464,8 +508,11 @@ mod tests {
         let change = view.item_change.expect("item_change set");
         assert_eq!(change.previous_state.as_deref(), Some("running"));
         assert_eq!(change.item.state.as_deref(), Some("warning"));
-        let json =
-            serde_json::to_value(View::new(&sample("precheck.item_changed"), "ops", &[])).unwrap();
+        let json = serde_json::to_value(View::new(
+            &sample("precheck.item_changed"),
+            &ViewOptions::plain("ops"),
+        ))
+        .unwrap();
         assert_eq!(json["item_change"]["code"], "CHECK_BINLOG_ON");
         assert_eq!(json["item_change"]["previous_state"], "running");
     }
@@ -506,7 +553,7 @@ mod tests {
             ),
         ];
         for (kind, headline, summary) in cases {
-            let view = View::new(&sample(kind), "ops", &[]);
+            let view = View::new(&sample(kind), &ViewOptions::plain("ops"));
             assert_eq!(view.headline, headline, "{kind}");
             assert_eq!(view.summary, summary, "{kind}");
         }
@@ -532,7 +579,7 @@ mod tests {
             item_total: 0,
             observed_at_ms: 0,
         };
-        let view = View::new(&event, "ops", &[]);
+        let view = View::new(&event, &ViewOptions::plain("ops"));
         assert_eq!(view.headline, "Check (unnamed): new → unknown");
         assert_eq!(view.summary, "pre-check status unknown");
         assert_eq!(view.status_text, "unknown");
@@ -563,7 +610,7 @@ mod tests {
             finish_time: Some(1000),
             ..Item::default()
         };
-        let view = ItemView::new(&item);
+        let view = ItemView::new(&item, Language::En);
         assert_eq!(view.duration, None);
         assert_eq!(view.duration_ms, None);
     }
@@ -571,9 +618,86 @@ mod tests {
     #[test]
     fn mentions_are_at_prefixed_and_blank_entries_dropped() {
         let mobiles = vec!["13800000000".to_string(), " ".into(), "13900000000 ".into()];
-        let view = View::new(&sample("precheck.failed"), "ding", &mobiles);
+        let options = ViewOptions {
+            at_mobiles: &mobiles,
+            ..ViewOptions::plain("ding")
+        };
+        let view = View::new(&sample("precheck.failed"), &options);
         assert_eq!(view.mentions, "@13800000000 @13900000000");
         assert_eq!(view.channel, "ding");
+    }
+
+    #[test]
+    fn chinese_view_translates_words_but_not_dbs_values() {
+        let options = ViewOptions {
+            language: Language::ZhCn,
+            timezone: chrono_tz::Asia::Shanghai,
+            ..ViewOptions::plain("ops")
+        };
+        let view = View::new(&sample("precheck.failed"), &options);
+        assert_eq!(view.lang, "zh-CN");
+        assert_eq!(view.headline, "预检查失败");
+        assert_eq!(view.title, "预检查失败：orders-db");
+        assert_eq!(view.summary, "3 项检查中 2 项有问题");
+        assert_eq!(view.target_label, "备份计划");
+        assert_eq!(view.labels.watch, "监控");
+        assert_eq!(view.timezone, "Asia/Shanghai");
+        assert_eq!(view.items[0].state.as_deref(), Some("warning"));
+        assert_eq!(view.items[0].duration.as_deref(), Some("1秒"));
+        assert_eq!(view.run_duration.as_deref(), Some("2秒"));
+        let restore = View::new(&sample("restore.completed"), &options);
+        assert_eq!(restore.summary, "2 个步骤全部完成");
+        let unknown = Event {
+            status: None,
+            status_before: None,
+            ..sample("precheck.progress")
+        };
+        assert_eq!(View::new(&unknown, &options).status_text, "未知");
+    }
+
+    #[test]
+    fn shown_items_stop_at_the_cap_and_say_how_many_are_left() {
+        let mut event = sample("precheck.failed");
+        event.items = (0..7)
+            .map(|n| Item {
+                code: Some(format!("CHECK_{n}")),
+                state: Some("failed".into()),
+                ..Item::default()
+            })
+            .collect();
+        let options = ViewOptions {
+            item_cap: 5,
+            ..ViewOptions::plain("ops")
+        };
+        let view = View::new(&event, &options);
+        assert_eq!(view.items.len(), 7);
+        assert_eq!(view.shown_items.len(), 5);
+        assert_eq!(view.hidden_count, 2);
+        assert_eq!(view.more_text, "… and 2 more checks");
+        let all = View::new(&event, &ViewOptions::plain("ops"));
+        assert_eq!(all.shown_items.len(), 7);
+        assert_eq!(all.more_text, "");
+    }
+
+    #[test]
+    fn notices_and_test_messages_are_marked() {
+        let options = ViewOptions {
+            notice: Some("note".into()),
+            test: true,
+            keyword: Some("告警"),
+            ..ViewOptions::plain("ops")
+        };
+        let view = View::new(&sample("precheck.failed"), &options);
+        assert_eq!(view.notice, "note");
+        assert!(view.is_test);
+        assert_eq!(view.title, "[TEST] Pre-check failed: orders-db");
+        assert_eq!(view.keyword, "告警");
+        assert_eq!(view.payload["notice"], "note");
+        let plain = View::new(&sample("precheck.failed"), &ViewOptions::plain("ops"));
+        assert_eq!(plain.notice, "");
+        assert!(plain.payload.get("notice").is_none());
+        assert_eq!(plain.keyword, "");
+        assert_eq!(plain.color, "red");
     }
 
     #[test]
