@@ -78,6 +78,25 @@ pub enum Command {
         #[arg(long)]
         scenario: Option<PathBuf>,
     },
+    /// Print exactly the body a channel would be sent (one per line), for a sample event of
+    /// every kind, one kind, or events from a file; nothing is sent
+    Render {
+        /// The channel, as named in the config
+        #[arg(long)]
+        channel: String,
+        /// Only the sample of this kind, e.g. precheck.failed
+        #[arg(long, conflicts_with = "event_file")]
+        event: Option<String>,
+        /// Events as JSON (one per line, as `replay` prints them) instead of the samples
+        #[arg(long)]
+        event_file: Option<PathBuf>,
+    },
+    /// Send one clearly marked test message to a channel and say what the receiver answered
+    /// (exit 1 when it was not delivered)
+    TestChannel {
+        /// The channel, as named in the config
+        name: String,
+    },
 }
 
 /// History output formats.
@@ -159,6 +178,12 @@ async fn run_command(cli: Cli) -> ExitCode {
         Command::Replay { restore, files } => replay(restore, &files),
         Command::Demo => crate::demo::run().await,
         Command::Simulate { listen, scenario } => simulate_cmd(listen, scenario).await,
+        Command::Render {
+            channel,
+            event,
+            event_file,
+        } => render_cmd(&config_path, &channel, event, event_file),
+        Command::TestChannel { name } => test_channel_cmd(&config_path, &name).await,
     }
 }
 
@@ -469,6 +494,61 @@ async fn simulate_cmd(listen: String, scenario: Option<PathBuf>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn render_cmd(
+    path: &Path,
+    channel: &str,
+    event: Option<String>,
+    event_file: Option<PathBuf>,
+) -> ExitCode {
+    use crate::commands::render::{Selection, previews};
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let selection = match (event, event_file) {
+        (_, Some(file)) => Selection::File(file),
+        (Some(kind), None) => Selection::Sample(kind),
+        (None, None) => Selection::AllSamples,
+    };
+    match previews(&config, channel, &selection) {
+        Ok(list) => {
+            for preview in list {
+                eprintln!("# {} -> {channel}", preview.kind);
+                for note in &preview.notes {
+                    eprintln!("#   {note}");
+                }
+                println!("{}", preview.body);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn test_channel_cmd(path: &Path, name: &str) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match crate::commands::test_channel::send_test(&config, name).await {
+        Ok(result) => {
+            println!("{}", result.summary);
+            if result.report.outcome == crate::notify::Outcome::Delivered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

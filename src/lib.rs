@@ -13,8 +13,10 @@
 //! - [`ratelimit`]: exact sliding-window send limits per receiver.
 //! - [`simulate`]: the DBS double used by `demo`, `simulate` and the tests.
 //! - [`cli`]: the command-line interface.
+//! - [`commands`]: the bodies of `render` and `test-channel`.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod dbs;
 pub mod demo;
