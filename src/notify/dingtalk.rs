@@ -79,35 +79,8 @@ pub(crate) fn prepare(
     keyword: Option<&str>,
 ) -> Result<Map<String, Value>, Error> {
     body.insert("msgUuid".into(), Value::String(delivery_id.to_string()));
-    if let Some(keyword) = keyword
-        && !super::any_string_contains(&Value::Object(body.clone()), keyword)
-    {
-        let msgtype = body
-            .get("msgtype")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let field = match msgtype.as_str() {
-            "markdown" | "actionCard" | "link" => "text",
-            "text" => "content",
-            _ => "",
-        };
-        match body
-            .get_mut(&msgtype)
-            .and_then(Value::as_object_mut)
-            .and_then(|s| s.get_mut(field))
-        {
-            Some(Value::String(text)) => {
-                text.push_str("\n\n");
-                text.push_str(keyword);
-            }
-            _ => {
-                return Err(Error::KeywordNoText {
-                    kind: "DingTalk",
-                    msgtype,
-                });
-            }
-        }
+    if let Some(keyword) = keyword {
+        add_keyword(&mut body, keyword)?;
     }
 
     let mut mobiles: Vec<&str> = Vec::new();
@@ -179,6 +152,39 @@ pub(crate) fn prepare(
     }
     at.entry("isAtAll").or_insert(Value::Bool(false));
     Ok(body)
+}
+
+/// Make sure the message text holds the robot's keyword. Only the text counts (DingTalk's
+/// guidance is to put the keyword in the text; the title counting is hearsay), so a keyword in
+/// the title alone is added to the text too.
+fn add_keyword(body: &mut Map<String, Value>, keyword: &str) -> Result<(), Error> {
+    let msgtype = body
+        .get("msgtype")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let field = match msgtype.as_str() {
+        "markdown" | "actionCard" | "link" => "text",
+        "text" => "content",
+        _ => "",
+    };
+    match body
+        .get_mut(&msgtype)
+        .and_then(Value::as_object_mut)
+        .and_then(|s| s.get_mut(field))
+    {
+        Some(Value::String(text)) => {
+            if !text.contains(keyword) {
+                text.push_str("\n\n");
+                text.push_str(keyword);
+            }
+            Ok(())
+        }
+        _ => Err(Error::KeywordNoText {
+            kind: "DingTalk",
+            msgtype,
+        }),
+    }
 }
 
 /// True when `text` has `@mobile` not followed by more of a longer number or id.
@@ -491,10 +497,17 @@ mod tests {
         let body = obj(r#"{"msgtype":"markdown","markdown":{"title":"T","text":"restore done"}}"#);
         let out = prepare(body, "id", &mobiles(&["138"]), Some("告警")).unwrap();
         assert_eq!(out["markdown"]["text"], "restore done\n\n告警\n\n@138");
-        // Present anywhere (here in the title) is enough: DingTalk checks the whole message.
+        // Already in the text: nothing added. In the title only: added to the text.
+        let body = obj(r#"{"msgtype":"markdown","markdown":{"title":"t","text":"告警 x"}}"#);
+        let out = prepare(body, "id", &[], Some("告警")).unwrap();
+        assert_eq!(out["markdown"]["text"], "告警 x");
         let body = obj(r#"{"msgtype":"markdown","markdown":{"title":"告警","text":"x"}}"#);
         let out = prepare(body, "id", &[], Some("告警")).unwrap();
-        assert_eq!(out["markdown"]["text"], "x");
+        assert_eq!(out["markdown"]["text"], "x\n\n告警");
+        // The msgUuid is no text: a keyword that happens to be in it is still added.
+        let body = obj(r#"{"msgtype":"text","text":{"content":"x"}}"#);
+        let out = prepare(body, "abc-123", &[], Some("abc")).unwrap();
+        assert_eq!(out["text"]["content"], "x\n\nabc");
         let body = obj(r#"{"msgtype":"text","text":{"content":"x"}}"#);
         let out = prepare(body, "id", &[], Some("dbs")).unwrap();
         assert_eq!(out["text"]["content"], "x\n\ndbs");

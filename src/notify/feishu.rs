@@ -55,7 +55,12 @@ pub(crate) fn prepare(
     let Some(keyword) = keyword else {
         return Ok(body);
     };
-    if super::any_string_contains(&Value::Object(body.clone()), keyword) {
+    // Only the message's own text counts: `card` for cards, `content` for the other types.
+    let has_keyword = ["card", "content"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .any(|v| super::any_string_contains(v, keyword));
+    if has_keyword {
         return Ok(body);
     }
     let msg_type = body
