@@ -5,7 +5,7 @@
 //!   function from (previous, next) snapshot to events. No IO, no clock.
 //! - [`render`]: Handlebars templates to channel message bodies (pure).
 //! - [`dbs`]: the DBS OpenAPI client: request signing, endpoints, response parsing, errors.
-//! - [`notify`]: Slack, DingTalk and webhook senders and their signing.
+//! - [`notify`]: Slack, DingTalk, Feishu, WeCom and webhook senders and their signing.
 //! - [`store`]: SQLite persistence (snapshots, polls, events, deliveries).
 //! - [`config`]: the TOML configuration, `${VAR}` expansion and validation.
 //! - [`pipeline`]: one poll of one watch and one delivery pass, wiring the above.
