@@ -32,12 +32,7 @@ pub(crate) fn signed_body(body: &str, timestamp_secs: i64, sign: &str) -> Result
         kind: "Feishu",
         detail,
     })?;
-    let Value::Object(mut object) = value else {
-        return Err(Error::BodyNotObject {
-            kind: "Feishu",
-            found: "non-object",
-        });
-    };
+    let mut object = super::into_object("Feishu", value)?;
     object.insert(
         "timestamp".into(),
         Value::String(timestamp_secs.to_string()),
