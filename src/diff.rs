@@ -9,11 +9,16 @@
 //!   item whose State changed (keyed by JobId and Item) gives `item_changed`; a change of
 //!   Progress gives `progress`.
 //! - A Status DBS did not document gives `status_changed`, so nothing new goes unseen.
+//! - A restore watch whose snapshot carries the task's own status (`DescribeRestoreTaskList`)
+//!   takes its headline from the restore's [`Lifecycle`] instead: `restore.started`,
+//!   `restore.paused`, `restore.failed` (`stop`), `restore.completed`, each announced once however
+//!   the pre-check list and the task list agree; a change of any phase's progress gives
+//!   `restore.progress`. Every such event carries the task's status and phases.
 
 use std::collections::HashMap;
 
 use crate::event::{Change, Event, ItemChange};
-use crate::snapshot::{Item, Scope, Snapshot, Target};
+use crate::snapshot::{Item, Lifecycle, RestoreTruth, Scope, Snapshot, Target};
 
 /// Who the snapshots belong to and how to stamp the events.
 pub struct DiffContext<'a> {
@@ -29,6 +34,9 @@ pub struct DiffContext<'a> {
 
 /// The events that `next` means, given what was known before.
 pub fn diff(prev: Option<&Snapshot>, next: &Snapshot, ctx: &mut DiffContext<'_>) -> Vec<Event> {
+    if ctx.target.scope() == Scope::Restore && next.restore.is_some() {
+        return diff_restore(prev, next, ctx);
+    }
     let mut events = Vec::new();
     let scope = ctx.target.scope();
     let status_before = prev.and_then(|p| p.status.clone());
@@ -36,24 +44,7 @@ pub fn diff(prev: Option<&Snapshot>, next: &Snapshot, ctx: &mut DiffContext<'_>)
 
     // Item transitions first: they happened before the overall status that summarises them.
     if let Some(prev) = prev {
-        let before: HashMap<(String, String), &Item> =
-            prev.items.iter().map(|i| (i.key(), i)).collect();
-        for item in &next.items {
-            let previous_state = match before.get(&item.key()) {
-                Some(old) if old.state == item.state => continue,
-                Some(old) => old.state.clone(),
-                // A new item that is still waiting is not news; one that already moved is.
-                None if matches!(item.state.as_deref(), None | Some("init")) => continue,
-                None => None,
-            };
-            let mut event = base_event(Some(prev), next, ctx, Change::ItemChanged);
-            event.items = vec![item.clone()];
-            event.item_change = Some(ItemChange {
-                item: item.clone(),
-                previous_state,
-            });
-            events.push(event);
-        }
+        item_changes(prev, next, ctx, &mut events);
         if prev.progress != next.progress && next.progress.is_some() {
             events.push(base_event(Some(prev), next, ctx, Change::Progress));
         }
@@ -69,6 +60,100 @@ pub fn diff(prev: Option<&Snapshot>, next: &Snapshot, ctx: &mut DiffContext<'_>)
         events.push(event);
     }
     events
+}
+
+/// One `item_changed` event per pre-check item whose State changed.
+fn item_changes(
+    prev: &Snapshot,
+    next: &Snapshot,
+    ctx: &mut DiffContext<'_>,
+    events: &mut Vec<Event>,
+) {
+    let before: HashMap<(String, String), &Item> =
+        prev.items.iter().map(|i| (i.key(), i)).collect();
+    for item in &next.items {
+        let previous_state = match before.get(&item.key()) {
+            Some(old) if old.state == item.state => continue,
+            Some(old) => old.state.clone(),
+            // A new item that is still waiting is not news; one that already moved is.
+            None if matches!(item.state.as_deref(), None | Some("init")) => continue,
+            None => None,
+        };
+        let mut event = base_event(Some(prev), next, ctx, Change::ItemChanged);
+        event.items = vec![item.clone()];
+        event.item_change = Some(ItemChange {
+            item: item.clone(),
+            previous_state,
+        });
+        events.push(event);
+    }
+}
+
+/// A restore watch that knows the task's own status: headlines follow the restore's lifecycle,
+/// progress follows the phases.
+fn diff_restore(prev: Option<&Snapshot>, next: &Snapshot, ctx: &mut DiffContext<'_>) -> Vec<Event> {
+    let mut events = Vec::new();
+    if let Some(prev) = prev {
+        item_changes(prev, next, ctx, &mut events);
+        let phases_before = prev.restore.as_ref().map(|r| &r.phases);
+        let phases_now = next.restore.as_ref().map(|r| &r.phases);
+        // The first time the task list is seen it is a baseline, not a change.
+        if phases_before.is_some() && phases_before != phases_now {
+            events.push(restore_event(Some(prev), next, ctx, Change::Progress));
+        } else if prev.progress != next.progress && next.progress.is_some() {
+            events.push(base_event(Some(prev), next, ctx, Change::Progress));
+        }
+    }
+    let now = next.lifecycle();
+    if prev.map(Snapshot::lifecycle).as_ref() != Some(&now) {
+        let change = match now {
+            Lifecycle::Running => Some(Change::Started),
+            Lifecycle::Paused => Some(Change::Paused),
+            Lifecycle::Failed => Some(Change::Failed),
+            Lifecycle::Finished => Some(Change::Completed),
+            Lifecycle::Other(_) if prev.is_some() => Some(Change::StatusChanged),
+            Lifecycle::Other(_) | Lifecycle::Waiting | Lifecycle::Unknown => None,
+        };
+        if let Some(change) = change {
+            let mut event = restore_event(prev, next, ctx, change);
+            if matches!(change, Change::Failed | Change::Completed) {
+                event.items = next.problem_items();
+            }
+            events.push(event);
+        }
+    }
+    for event in &mut events {
+        event.restore_task = next.restore.clone();
+    }
+    events
+}
+
+/// An event whose status is the task's `RestoreStatus` (the pre-check Status when the task list
+/// did not say) and whose progress is the phases' mean.
+fn restore_event(
+    prev: Option<&Snapshot>,
+    next: &Snapshot,
+    ctx: &mut DiffContext<'_>,
+    change: Change,
+) -> Event {
+    let status = |s: &Snapshot| {
+        s.restore
+            .as_ref()
+            .and_then(|r| r.status.clone())
+            .or_else(|| s.status.clone())
+    };
+    let progress = |s: &Snapshot| {
+        s.restore
+            .as_ref()
+            .and_then(RestoreTruth::overall_progress)
+            .or(s.progress)
+    };
+    let mut event = base_event(prev, next, ctx, change);
+    event.status_before = prev.and_then(status);
+    event.status = status(next);
+    event.progress_before = prev.and_then(progress);
+    event.progress = progress(next);
+    event
 }
 
 /// The headline change for a status, or none when the status says nothing worth announcing
@@ -106,6 +191,8 @@ fn base_event(
         item_change: None,
         item_total: next.items.len(),
         observed_at_ms: ctx.observed_at_ms,
+        job_error: None,
+        restore_task: None,
     }
 }
 
@@ -404,5 +491,124 @@ mod tests {
         assert_eq!(events[3].observed_at_ms, 3);
         let ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
         assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+    }
+
+    fn truth(status: &str, phases: &[(&str, i64)]) -> RestoreTruth {
+        RestoreTruth {
+            status: Some(status.into()),
+            phases: phases
+                .iter()
+                .map(|(n, p)| crate::snapshot::RestorePhase {
+                    name: (*n).into(),
+                    progress: *p,
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    fn restore(precheck: &str, status: &str, data: i64) -> Snapshot {
+        snap(precheck, 100, &[("RESTORE_PRECHECK", "finish")]).with_restore(Some(truth(
+            status,
+            &[("structure_before_data", 100), ("full_data", data)],
+        )))
+    }
+
+    #[test]
+    fn restore_status_transitions_give_one_headline_each() {
+        let running = restore("finish", "running", 20);
+        check(task(), None, running.clone(), &["restore.started"]);
+        let paused = restore("finish", "pause", 20);
+        check(
+            task(),
+            Some(running.clone()),
+            paused.clone(),
+            &["restore.paused"],
+        );
+        check(task(), Some(paused), running.clone(), &["restore.started"]);
+        let stopped = restore("finish", "stop", 20);
+        check(task(), Some(running.clone()), stopped, &["restore.failed"]);
+        let finished = restore("finish", "finish", 100);
+        check(
+            task(),
+            Some(restore("finish", "running", 100)),
+            finished,
+            &["restore.completed"],
+        );
+        check(
+            task(),
+            Some(restore("finish", "running", 100)),
+            restore("finish", "quantum", 100),
+            &["restore.status_changed"],
+        );
+    }
+
+    #[test]
+    fn phase_progress_is_reported_with_the_task() {
+        let mut n = 0;
+        let mut next_id = || {
+            n += 1;
+            format!("e{n}")
+        };
+        let target = task();
+        let mut ctx = DiffContext {
+            watch: "w",
+            target: &target,
+            observed_at_ms: 1,
+            next_id: &mut next_id,
+        };
+        let events = diff(
+            Some(&restore("finish", "running", 20)),
+            &restore("finish", "running", 60),
+            &mut ctx,
+        );
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind(), "restore.progress");
+        assert_eq!((e.progress_before, e.progress), (Some(60), Some(80)));
+        assert_eq!(e.status.as_deref(), Some("running"));
+        let task = e.restore_task.as_ref().unwrap();
+        assert_eq!(task.phases[1].progress, 60);
+    }
+
+    #[test]
+    fn a_passed_precheck_of_a_waiting_restore_is_not_a_completion() {
+        // The pre-check list says finish, the task has not started: nothing is done yet.
+        let waiting = restore("finish", "check_pass", 0);
+        check(task(), None, waiting.clone(), &[]);
+        check(
+            task(),
+            Some(waiting),
+            restore("finish", "running", 0),
+            &["restore.started"],
+        );
+        // A waiting task whose pre-check failed has failed.
+        check(
+            task(),
+            None,
+            snap("failed", 100, &[("RESTORE_PRECHECK", "failed")])
+                .with_restore(Some(truth("init", &[]))),
+            &["restore.failed [RESTORE_PRECHECK]"],
+        );
+    }
+
+    #[test]
+    fn the_task_list_appearing_later_repeats_nothing() {
+        // Stored before dbswatch read the task list: the pre-check said finish.
+        let old = snap("finish", 100, &[("RESTORE_PRECHECK", "finish")]);
+        check(task(), Some(old), restore("finish", "finish", 100), &[]);
+        // A running restore whose pre-check list still says running: no second `started`.
+        let old = snap("running", 40, &[("RESTORE_PRECHECK", "finish")]);
+        let now = snap("running", 40, &[("RESTORE_PRECHECK", "finish")])
+            .with_restore(Some(truth("running", &[("full_data", 10)])));
+        check(task(), Some(old), now, &[]);
+    }
+
+    #[test]
+    fn backup_plans_ignore_restore_truth_and_keep_old_hashes() {
+        let plain = snap("running", 10, &[("A", "running")]);
+        let hash = plain.content_hash();
+        assert!(!plain.canonical_json().contains("restore"));
+        assert_eq!(plain.clone().with_restore(None).content_hash(), hash);
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{Item, Scope, Target};
+use crate::snapshot::{Item, RestoreTruth, Scope, Target};
 
 /// What happened, without the scope. Combined with a [`Scope`] it gives the event kind string,
 /// e.g. `precheck.failed`.
@@ -26,6 +26,11 @@ pub enum Change {
     Completed,
     /// Status became a value DBS did not document; reported rather than ignored.
     StatusChanged,
+    /// A restore task was paused (`RestoreStatus` `pause`).
+    Paused,
+    /// A discovered backup plan or restore task is no longer listed (or no longer matches its
+    /// `[[discover]]` filter): reported once, then no longer polled.
+    Retired,
 }
 
 impl Change {
@@ -39,6 +44,8 @@ impl Change {
             Change::Passed => "passed",
             Change::Completed => "completed",
             Change::StatusChanged => "status_changed",
+            Change::Paused => "paused",
+            Change::Retired => "retired",
         }
     }
 }
@@ -57,6 +64,9 @@ pub const ALL_KINDS: &[&str] = &[
     "restore.failed",
     "restore.completed",
     "restore.status_changed",
+    "restore.paused",
+    "precheck.retired",
+    "restore.retired",
 ];
 
 /// Kinds a channel receives when it names no `events`: everything but the chatty ones.
@@ -117,6 +127,29 @@ pub struct Event {
     pub item_total: usize,
     /// When the poll that saw it finished, epoch milliseconds.
     pub observed_at_ms: i64,
+    /// For failures: why, in DBS's words, from `DescribeJobErrorCode`. Absent when DBS had no
+    /// answer (and in events stored before dbswatch asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_error: Option<JobError>,
+    /// For restore watches: the task's status and phase progress from `DescribeRestoreTaskList`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_task: Option<RestoreTruth>,
+}
+
+/// `DescribeJobErrorCode`'s answer about a failed backup or restore job: the richest reason DBS
+/// gives, attached to `*.failed` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// The task or job id that was asked about.
+    pub task_id: String,
+    /// `ErrorCode`.
+    pub code: Option<String>,
+    /// `ErrorMessage`.
+    pub message: Option<String>,
+    /// `JobState`.
+    pub job_state: Option<String>,
+    /// `JobType`.
+    pub job_type: Option<String>,
 }
 
 impl Event {
@@ -144,7 +177,7 @@ mod tests {
     #[test]
     fn default_kinds_leave_out_item_changes_and_progress() {
         let defaults: Vec<_> = ALL_KINDS.iter().filter(|k| is_default_kind(k)).collect();
-        assert_eq!(defaults.len(), 8);
+        assert_eq!(defaults.len(), 11);
         assert!(!is_default_kind("precheck.item_changed"));
         assert!(!is_default_kind("restore.progress"));
     }

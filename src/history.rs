@@ -197,6 +197,8 @@ mod tests {
             item_change: None,
             item_total: 3,
             observed_at_ms: 1_764_720_003_000,
+            job_error: None,
+            restore_task: None,
         };
         HistoryEntry {
             id: "e1".into(),

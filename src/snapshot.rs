@@ -130,6 +130,89 @@ pub struct Snapshot {
     pub progress: Option<i64>,
     /// The check items, in a stable order.
     pub items: Vec<Item>,
+    /// For restore watches: what `DescribeRestoreTaskList` says about the task. Absent for
+    /// backup plans and when DBS did not list the task; left out of the JSON when absent, so the
+    /// content hash of every snapshot without it is what it always was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreTruth>,
+}
+
+/// A restore task as `DescribeRestoreTaskList` reports it: the task's own status and the
+/// progress of each restore phase, which say more than the pre-check list once the restore runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RestoreTruth {
+    /// `RestoreStatus`: `init`, `running`, `stop` (failed), `pause`, `check_pass`, or a value
+    /// DBS did not document (kept as given).
+    pub status: Option<String>,
+    /// Progress of each phase DBS reported, in the order the phases run.
+    pub phases: Vec<RestorePhase>,
+    /// `ErrMessage`, without DBS's `"NULL"` placeholder.
+    pub error: Option<String>,
+}
+
+/// One restore phase's progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePhase {
+    /// Stable phase name, e.g. `full_data`; see [`RESTORE_PHASES`].
+    pub name: String,
+    /// 0 to 100.
+    pub progress: i64,
+}
+
+/// The restore phases: (stable name, DescribeRestoreTaskList field), in the order DBS runs them.
+pub const RESTORE_PHASES: &[(&str, &str)] = &[
+    ("structure_before_data", "FullStruforeRestoreProgress"),
+    ("full_data", "FullDataRestoreProgress"),
+    ("structure_after_data", "FullStruAfterRestoreProgress"),
+    ("incremental", "ContinuousRestoreProgress"),
+    ("physical_full", "PhysicalFullBackupRecoverProgress"),
+    (
+        "physical_increment",
+        "PhysicalIncrementBackupRecoverProgress",
+    ),
+    (
+        "physical_full_and_increment",
+        "PhysicalFullAndIncrementBackupRecoverProgress",
+    ),
+    ("physical_recover", "PhysicalBackupRecoverProgress"),
+    ("physical_online", "PhysicalDatabaseOnlineProgress"),
+];
+
+/// Where a restore stands, all sources considered: what restore events are about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Nothing known yet.
+    Unknown,
+    /// Created or pre-checked, not started (`init`, `check_pass`).
+    Waiting,
+    /// Running.
+    Running,
+    /// Paused (`pause`).
+    Paused,
+    /// Failed (`stop`, or a failed pre-check).
+    Failed,
+    /// Finished.
+    Finished,
+    /// A status DBS did not document.
+    Other(String),
+}
+
+impl Lifecycle {
+    /// True for states a task does not leave on its own: finished or failed.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Lifecycle::Finished | Lifecycle::Failed)
+    }
+}
+
+impl RestoreTruth {
+    /// Mean progress of the phases DBS reported, or `None` when it reported none.
+    pub fn overall_progress(&self) -> Option<i64> {
+        if self.phases.is_empty() {
+            return None;
+        }
+        let sum: i64 = self.phases.iter().map(|p| p.progress.clamp(0, 100)).sum();
+        Some(sum / self.phases.len() as i64)
+    }
 }
 
 impl Snapshot {
@@ -149,6 +232,44 @@ impl Snapshot {
             status,
             progress,
             items,
+            restore: None,
+        }
+    }
+
+    /// The same snapshot with what `DescribeRestoreTaskList` said about the task.
+    pub fn with_restore(mut self, restore: Option<RestoreTruth>) -> Snapshot {
+        self.restore = restore;
+        self
+    }
+
+    /// Where the restore (or pre-check) stands. The task's `RestoreStatus` wins when DBS listed
+    /// the task, because the pre-check list stops changing once the restore itself runs; the
+    /// pre-check `Status` decides otherwise. A restore still waiting after a failed pre-check
+    /// counts as failed (DBS documents `init` as "not started or pre-check failed").
+    pub fn lifecycle(&self) -> Lifecycle {
+        let precheck = match self.status.as_deref() {
+            None => Lifecycle::Unknown,
+            Some("running") => Lifecycle::Running,
+            Some("failed") => Lifecycle::Failed,
+            Some("finish") => Lifecycle::Finished,
+            Some(other) => Lifecycle::Other(other.to_string()),
+        };
+        let Some(truth) = &self.restore else {
+            return precheck;
+        };
+        match truth.status.as_deref().map(str::trim) {
+            Some("running") => Lifecycle::Running,
+            Some("stop") | Some("failed") => Lifecycle::Failed,
+            Some("pause") | Some("paused") => Lifecycle::Paused,
+            Some("finish") | Some("finished") | Some("success") | Some("completed") => {
+                Lifecycle::Finished
+            }
+            Some("init") | Some("check_pass") | None | Some("") => match precheck {
+                Lifecycle::Failed => Lifecycle::Failed,
+                Lifecycle::Running => Lifecycle::Running,
+                _ => Lifecycle::Waiting,
+            },
+            Some(other) => Lifecycle::Other(other.to_string()),
         }
     }
 

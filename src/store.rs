@@ -724,6 +724,8 @@ mod tests {
             item_change: None,
             item_total: 1,
             observed_at_ms: 5,
+            job_error: None,
+            restore_task: None,
         }
     }
 

@@ -235,6 +235,10 @@ pub fn headline(lang: Language, f: &HeadlineFacts<'_>) -> String {
         (Language::ZhCn, Change::StatusChanged) => {
             format!("{what}状态变为 {}", f.status.unwrap_or(unknown))
         }
+        (Language::En, Change::Paused) => format!("{what} paused"),
+        (Language::ZhCn, Change::Paused) => format!("{what}已暂停"),
+        (Language::En, Change::Retired) => format!("{what} no longer watched"),
+        (Language::ZhCn, Change::Retired) => format!("{what}已停止监控"),
     }
 }
 
@@ -344,6 +348,20 @@ pub fn summary(lang: Language, f: &SummaryFacts<'_>) -> String {
         }
         (Language::ZhCn, Change::StatusChanged) => {
             format!("状态 {}（DBS 文档未列出此状态）", f.status_text)
+        }
+        (Language::En, Change::Paused) => match f.progress {
+            Some(p) => format!("paused at {p}%"),
+            None => "paused".to_string(),
+        },
+        (Language::ZhCn, Change::Paused) => match f.progress {
+            Some(p) => format!("暂停于 {p}%"),
+            None => "已暂停".to_string(),
+        },
+        (Language::En, Change::Retired) => "DBS no longer lists it, or it no longer matches its \
+             [[discover]] filter; it is not polled any more"
+            .to_string(),
+        (Language::ZhCn, Change::Retired) => {
+            "DBS 已不再列出它，或它不再符合 [[discover]] 的筛选条件；已停止轮询".to_string()
         }
     }
 }

@@ -5,7 +5,7 @@
 //! data (no clock, fixed ids) so previews and snapshots never change between runs.
 
 use crate::event::{ALL_KINDS, Change, Event, ItemChange};
-use crate::snapshot::{Item, Scope, Target};
+use crate::snapshot::{Item, RestorePhase, RestoreTruth, Scope, Target};
 
 /// 2025-12-03T00:00:00Z, the BootTime of the first item in the fixtures.
 const T0: i64 = 1_764_720_000_000;
@@ -51,6 +51,8 @@ fn precheck(id: String, change: &str) -> Event {
         item_change: None,
         item_total: 3,
         observed_at_ms: T0,
+        job_error: None,
+        restore_task: None,
     };
     match change {
         "started" => Event {
@@ -95,6 +97,15 @@ fn precheck(id: String, change: &str) -> Event {
             observed_at_ms: T0 + 2_000,
             ..base
         },
+        "retired" => Event {
+            change: Change::Retired,
+            status_before: Some("finish".into()),
+            status: Some("finish".into()),
+            progress_before: Some(100),
+            progress: Some(100),
+            observed_at_ms: T0 + 7_000,
+            ..base
+        },
         _ => Event {
             change: Change::StatusChanged,
             status: Some("paused".into()),
@@ -119,6 +130,8 @@ fn restore(id: String, change: &str) -> Event {
         item_change: None,
         item_total: 2,
         observed_at_ms: T0 + 3_000,
+        job_error: None,
+        restore_task: None,
     };
     match change {
         "started" => Event {
@@ -165,6 +178,45 @@ fn restore(id: String, change: &str) -> Event {
             status: Some("finish".into()),
             progress: Some(100),
             observed_at_ms: T0 + 3_601_000,
+            ..base
+        },
+        "paused" => Event {
+            change: Change::Paused,
+            status: Some("pause".into()),
+            progress_before: Some(50),
+            progress: Some(50),
+            observed_at_ms: T0 + 2_000_000,
+            restore_task: Some(RestoreTruth {
+                status: Some("pause".into()),
+                phases: vec![
+                    RestorePhase {
+                        name: "structure_before_data".into(),
+                        progress: 100,
+                    },
+                    RestorePhase {
+                        name: "full_data".into(),
+                        progress: 40,
+                    },
+                    RestorePhase {
+                        name: "structure_after_data".into(),
+                        progress: 0,
+                    },
+                    RestorePhase {
+                        name: "incremental".into(),
+                        progress: 0,
+                    },
+                ],
+                error: None,
+            }),
+            ..base
+        },
+        "retired" => Event {
+            change: Change::Retired,
+            status_before: Some("finish".into()),
+            status: Some("finish".into()),
+            progress_before: Some(100),
+            progress: Some(100),
+            observed_at_ms: T0 + 7_200_000,
             ..base
         },
         _ => Event {
@@ -273,6 +325,8 @@ pub fn hostile_event() -> Event {
         item_change: None,
         item_total: 12,
         observed_at_ms: T0,
+        job_error: None,
+        restore_task: None,
     }
 }
 

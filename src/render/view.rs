@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::event::{Change, Event};
+use crate::event::{Change, Event, JobError};
 use crate::snapshot::Item;
 
 use super::i18n::{self, HeadlineFacts, Labels, Language, SummaryFacts, format_duration};
@@ -154,6 +154,9 @@ pub struct View {
     /// The generic webhook payload, see [`webhook_payload`]; with a `notice` field when
     /// `notice` is set.
     pub payload: Value,
+    /// For failures: `DescribeJobErrorCode`'s `task_id`, `code`, `message`, `job_state`,
+    /// `job_type`; `null` when DBS gave none.
+    pub job_error: Option<JobError>,
 }
 
 /// One check item as templates see it.
@@ -305,6 +308,7 @@ impl View {
             labels: Labels::new(lang, event.scope),
             channel: options.channel.to_string(),
             payload,
+            job_error: event.job_error.clone(),
         }
     }
 }
@@ -408,8 +412,8 @@ fn severity(event: &Event, problems: usize) -> &'static str {
         }
         Change::Passed | Change::Completed if problems > 0 => "warning",
         Change::Passed | Change::Completed => "success",
-        Change::StatusChanged => "warning",
-        Change::Started | Change::Progress => "info",
+        Change::StatusChanged | Change::Paused => "warning",
+        Change::Started | Change::Progress | Change::Retired => "info",
     }
 }
 
@@ -578,6 +582,8 @@ mod tests {
             }),
             item_total: 0,
             observed_at_ms: 0,
+            job_error: None,
+            restore_task: None,
         };
         let view = View::new(&event, &ViewOptions::plain("ops"));
         assert_eq!(view.headline, "Check (unnamed): new → unknown");
