@@ -3,19 +3,32 @@
 //!
 //! Every attempt gets its own `Timestamp` and `SignatureNonce`: the gateway rejects a reused
 //! nonce (`SignatureNonceUsed`), so resending the same signed URL would turn a retry into a
-//! permanent error.
+//! permanent error. Every attempt also asks the [`CredentialProvider`] for the current
+//! credentials (STS credentials expire), takes a slot from the shared [`Limiter`] when there is
+//! one, and compares the server's `Date` header with our clock, warning once when they are more
+//! than a few minutes apart (the gateway refuses requests 15 minutes off with
+//! `InvalidTimeStamp.Expired`).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
-use super::error::{DbsError, error_chain};
-use super::response::{Reply, interpret};
+use super::credentials::{CredentialProvider, CredentialSource};
+use super::error::{DbsError, ErrorKind, error_chain};
+use super::limiter::Limiter;
+use super::lists::{
+    self, BackupPlan, JOB_ERROR_CODE, LIST_BACKUP_PLANS, LIST_RESTORE_TASKS, Pager, PlanQuery,
+    RestoreQuery, RestoreTask,
+};
+use super::response::{Reply, envelope, interpret};
 use super::sign::signed_query;
 use super::{ACTION, API_VERSION, ClientOptions, Credentials, PrecheckResponse};
+use crate::event::JobError;
 use crate::secret::display_url;
 use crate::snapshot::Target;
 
@@ -27,6 +40,13 @@ pub const RETRY_AFTER_HEADER: &str = "x-acs-retry-after";
 
 /// The `Timestamp` format the gateway expects: UTC, whole seconds.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// Warn when the server's clock and ours differ by more than this: "a few minutes", well before
+/// the gateway's 15-minute limit turns it into `InvalidTimeStamp.Expired`.
+pub const DEFAULT_SKEW_WARNING: Duration = Duration::from_secs(180);
+
+/// How many recent backoffs [`ClientStats::backoffs`] keeps.
+const BACKOFF_HISTORY: usize = 100;
 
 /// Where `Timestamp` comes from. Replaceable so tests can prove every attempt is re-stamped and
 /// exercise clock skew without touching the system clock.
@@ -44,7 +64,8 @@ impl Clock {
         Clock(Arc::new(now))
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// The current time by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
         (self.0)()
     }
 }
@@ -55,25 +76,91 @@ impl fmt::Debug for Clock {
     }
 }
 
-/// The DBS client. Cheap to clone: clones share the connection pool.
+/// One wait before a retry, as recorded in [`ClientStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// The action being retried.
+    pub action: String,
+    /// The attempt that failed (1 = the first).
+    pub attempt: u32,
+    /// Why it failed.
+    pub kind: ErrorKind,
+    /// The error code, when the reply had one.
+    pub code: Option<String>,
+    /// How long the client waited.
+    pub delay: Duration,
+    /// What the server asked for with `x-acs-retry-after`.
+    pub retry_after: Option<Duration>,
+}
+
+/// What a client has done: requests, retries with their backoffs, and the clock skew it saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Retries made (each after a backoff).
+    pub retries: u64,
+    /// The most recent backoffs, oldest first.
+    pub backoffs: Vec<Backoff>,
+    /// Server time minus our time, from the last `Date` header.
+    pub clock_skew: Option<TimeDelta>,
+    /// Clock-skew warnings logged (at most one per client).
+    pub clock_skew_warnings: u32,
+    /// Times the credentials were fetched again after the server called them expired.
+    pub credential_refreshes: u32,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    stats: Mutex<ClientStats>,
+    skew_warned: AtomicBool,
+}
+
+/// A JSON answer of any action.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The reply's JSON object.
+    pub object: Map<String, Value>,
+    /// The exact body received.
+    pub body: String,
+    /// `RequestId`.
+    pub request_id: Option<String>,
+}
+
+/// The DBS client. Cheap to clone: clones share the connection pool, the limiter and the stats.
 #[derive(Debug, Clone)]
 pub struct DbsClient {
     http: reqwest::Client,
-    credentials: Arc<Credentials>,
+    provider: CredentialProvider,
     options: ClientOptions,
     base_url: String,
     clock: Clock,
+    limiter: Option<Limiter>,
+    skew_warning: Duration,
+    shared: Arc<Shared>,
 }
 
 impl DbsClient {
-    /// Builds the client once, so connections are pooled across polls.
+    /// Builds a client with fixed credentials, so connections are pooled across polls.
     ///
     /// Fails without sending anything when the endpoint is not an http(s) URL, a timeout is zero,
     /// or the AccessKey is empty or padded with whitespace (a pasted newline would otherwise
     /// surface later as a puzzling `SignatureDoesNotMatch`).
     pub fn new(credentials: Credentials, options: ClientOptions) -> Result<DbsClient, DbsError> {
-        let base_url = validate_endpoint(&options.endpoint)?;
         validate_credentials(&credentials)?;
+        DbsClient::with_provider(
+            CredentialProvider::fixed(credentials, CredentialSource::Fixed),
+            options,
+        )
+    }
+
+    /// Builds a client that asks `provider` for credentials before every attempt: what the
+    /// credential chain gives (files that change, STS credentials that expire).
+    pub fn with_provider(
+        provider: CredentialProvider,
+        options: ClientOptions,
+    ) -> Result<DbsClient, DbsError> {
+        let base_url = validate_endpoint(&options.endpoint)?;
         if options.timeout.is_zero() || options.connect_timeout.is_zero() {
             return Err(invalid(
                 "a timeout of zero would fail every request",
@@ -98,22 +185,52 @@ impl DbsClient {
             })?;
         Ok(DbsClient {
             http,
-            credentials: Arc::new(credentials),
+            provider,
             options,
             base_url,
             clock: Clock::system(),
+            limiter: None,
+            skew_warning: DEFAULT_SKEW_WARNING,
+            shared: Arc::new(Shared::default()),
         })
     }
 
-    /// Replaces the clock used for `Timestamp`.
+    /// Replaces the clock used for `Timestamp` (and for measuring the server's clock skew).
     pub fn with_clock(mut self, clock: Clock) -> DbsClient {
         self.clock = clock;
+        self
+    }
+
+    /// Makes every attempt take a slot from `limiter`, shared with other clients.
+    pub fn with_limiter(mut self, limiter: Limiter) -> DbsClient {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Warns when the server's clock differs from ours by more than `threshold`.
+    pub fn with_skew_warning(mut self, threshold: Duration) -> DbsClient {
+        self.skew_warning = threshold;
         self
     }
 
     /// The options the client was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// Where the credentials come from.
+    pub fn credential_source(&self) -> CredentialSource {
+        self.provider.source()
+    }
+
+    /// The credential provider (for `whoami`, which fetches without calling DBS).
+    pub fn provider(&self) -> &CredentialProvider {
+        &self.provider
+    }
+
+    /// Requests, retries, backoffs and clock skew so far.
+    pub fn stats(&self) -> ClientStats {
+        lock(&self.shared.stats).clone()
     }
 
     /// Calls `DescribePreCheckProgressList` for the target, retrying transient failures.
@@ -127,12 +244,131 @@ impl DbsClient {
         &self,
         target: &Target,
     ) -> Result<PrecheckResponse, DbsError> {
+        let params = vec![(target.param_name(), target.id().to_string())];
+        let answer = self
+            .call_with(ACTION, params, target.id(), |reply| {
+                interpret(reply).map(|parsed| (parsed.snapshot, parsed.request_id))
+            })
+            .await?;
+        let ((snapshot, request_id), body) = answer;
+        Ok(PrecheckResponse {
+            snapshot,
+            request_id,
+            body,
+        })
+    }
+
+    /// Calls any DBS action with `params` (besides the common ones) and returns its JSON answer:
+    /// an object that is not an error and has at least one of `answer_keys`. Same retries,
+    /// signing, limiter and credentials as every other call.
+    pub async fn call(
+        &self,
+        action: &'static str,
+        params: Vec<(&'static str, String)>,
+        answer_keys: &'static [&'static str],
+    ) -> Result<Answer, DbsError> {
+        let subject = params.first().map(|(_, v)| v.clone()).unwrap_or_default();
+        let (object, body) = self
+            .call_with(action, params, &subject, |reply| {
+                envelope(reply, answer_keys)
+            })
+            .await?;
+        Ok(Answer {
+            request_id: object
+                .get("RequestId")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            object,
+            body,
+        })
+    }
+
+    /// Every backup plan the query matches, following the pages of `DescribeBackupPlanList`.
+    pub async fn list_backup_plans(&self, query: &PlanQuery) -> Result<Vec<BackupPlan>, DbsError> {
+        let mut pager = Pager::new(query.page_size);
+        let mut plans = Vec::new();
+        while let Some(page) = pager.next_page() {
+            let answer = self
+                .call(LIST_BACKUP_PLANS, query.params(page), LIST_ANSWER)
+                .await?;
+            let page = lists::backup_plan_page(&answer.object);
+            plans.extend(pager.take(&page, |p| p.id.as_str()).into_iter().cloned());
+        }
+        Ok(plans)
+    }
+
+    /// Every restore task the query matches, following the pages of `DescribeRestoreTaskList`.
+    pub async fn list_restore_tasks(
+        &self,
+        query: &RestoreQuery,
+    ) -> Result<Vec<RestoreTask>, DbsError> {
+        let mut pager = Pager::new(query.page_size);
+        let mut tasks = Vec::new();
+        while let Some(page) = pager.next_page() {
+            let answer = self
+                .call(LIST_RESTORE_TASKS, query.params(page), LIST_ANSWER)
+                .await?;
+            let page = lists::restore_task_page(&answer.object);
+            tasks.extend(pager.take(&page, |t| t.id.as_str()).into_iter().cloned());
+        }
+        Ok(tasks)
+    }
+
+    /// One restore task by id, or `None` when DBS does not list it.
+    pub async fn restore_task(&self, id: &str) -> Result<Option<RestoreTask>, DbsError> {
+        let query = RestoreQuery {
+            restore_task_id: Some(id.to_string()),
+            page_size: 10,
+            ..RestoreQuery::default()
+        };
+        let answer = self
+            .call(LIST_RESTORE_TASKS, query.params(0), LIST_ANSWER)
+            .await?;
+        Ok(lists::restore_task_page(&answer.object)
+            .items
+            .into_iter()
+            .find(|t| t.id == id))
+    }
+
+    /// Why a backup or restore job failed, from `DescribeJobErrorCode` (English), or `None`
+    /// when DBS names no error.
+    pub async fn job_error(&self, task_id: &str) -> Result<Option<JobError>, DbsError> {
+        let params = vec![("TaskId", task_id.to_string()), ("Language", "en".into())];
+        let answer = self.call(JOB_ERROR_CODE, params, &["Item"]).await?;
+        Ok(lists::job_error(&answer.object, task_id))
+    }
+
+    /// The retry loop around [`DbsClient::attempt`], with `parse` deciding what an answer is.
+    async fn call_with<T>(
+        &self,
+        action: &'static str,
+        params: Vec<(&'static str, String)>,
+        subject: &str,
+        parse: impl Fn(Reply<'_>) -> Result<T, DbsError>,
+    ) -> Result<(T, String), DbsError> {
         let mut retry: u32 = 0;
+        let mut refreshed = false;
         loop {
-            let error = match self.attempt(target, retry + 1).await {
-                Ok(response) => return Ok(response),
+            let error = match self
+                .attempt(action, &params, subject, retry + 1, &parse)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
                 Err(error) => error,
             };
+            // STS credentials from a file or the metadata service may have been renewed since
+            // we cached them: fetch them again once before giving up.
+            if !refreshed
+                && error
+                    .code()
+                    .is_some_and(|c| c.starts_with("InvalidSecurityToken"))
+                && is_refreshable(&self.provider.source())
+            {
+                refreshed = true;
+                self.provider.invalidate();
+                lock(&self.shared.stats).credential_refreshes += 1;
+                continue;
+            }
             if !error.is_retryable() || retry >= self.options.max_retries {
                 return Err(error);
             }
@@ -145,36 +381,71 @@ impl DbsClient {
                 return Err(error);
             };
             warn!(
-                watch_id = target.id(),
+                action,
+                subject,
                 attempt = retry + 1,
                 kind = %error.kind(),
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 error = %error,
                 "DBS call failed, retrying"
             );
+            {
+                let mut stats = lock(&self.shared.stats);
+                stats.retries += 1;
+                if stats.backoffs.len() >= BACKOFF_HISTORY {
+                    stats.backoffs.remove(0);
+                }
+                stats.backoffs.push(Backoff {
+                    action: action.to_string(),
+                    attempt: retry + 1,
+                    kind: error.kind(),
+                    code: error.code().map(str::to_string),
+                    delay,
+                    retry_after: error.retry_after(),
+                });
+            }
             tokio::time::sleep(delay).await;
             retry += 1;
         }
     }
 
     /// One signed request and its interpretation.
-    async fn attempt(&self, target: &Target, attempt: u32) -> Result<PrecheckResponse, DbsError> {
+    async fn attempt<T>(
+        &self,
+        action: &'static str,
+        extra: &[(&'static str, String)],
+        subject: &str,
+        attempt: u32,
+        parse: &impl Fn(Reply<'_>) -> Result<T, DbsError>,
+    ) -> Result<(T, String), DbsError> {
+        let credentials = self
+            .provider
+            .credentials()
+            .await
+            .map_err(DbsError::Credentials)?;
+        let _permit = match &self.limiter {
+            Some(limiter) => Some(limiter.acquire().await),
+            None => None,
+        };
+        // Stamped after waiting for the limiter, so the timestamp is the sending time.
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = self.clock.now().format(TIMESTAMP_FORMAT).to_string();
-        let params = self.params(target, &nonce, &timestamp);
-        let signed = signed_query("POST", &params, self.credentials.access_key_secret.expose());
+        let params = request_params(action, &credentials, &nonce, &timestamp, extra);
+        let signed = signed_query("POST", &params, credentials.access_key_secret.expose());
         debug!(
-            watch_id = target.id(),
+            action,
+            subject,
             attempt,
             nonce = %nonce,
             timestamp = %timestamp,
             endpoint = %display_url(&self.base_url),
-            "calling {ACTION}"
+            "calling DBS"
         );
+        lock(&self.shared.stats).requests += 1;
         let response = self
             .http
             .post(format!("{}/?{}", self.base_url, signed.query))
-            .header("x-acs-action", ACTION)
+            .header("x-acs-action", action)
             .header("x-acs-version", API_VERSION)
             .header(reqwest::header::ACCEPT, "application/json")
             .body(Vec::new())
@@ -183,58 +454,123 @@ impl DbsClient {
             .map_err(DbsError::transport)?;
         let status = response.status().as_u16();
         let retry_after = retry_after_header(response.headers());
+        self.check_clock(response.headers());
         let bytes = response.bytes().await.map_err(DbsError::transport)?;
         let body = String::from_utf8_lossy(&bytes).into_owned();
-        let parsed = interpret(Reply {
+        let parsed = parse(Reply {
             status,
             body: &body,
             retry_after,
             signed: Some(&signed.string_to_sign),
+            action,
         });
         match &parsed {
-            Ok(p) => debug!(
-                watch_id = target.id(),
-                attempt,
-                status,
-                request_id = p.request_id.as_deref().unwrap_or(""),
-                dbs_status = p.snapshot.status.as_deref().unwrap_or(""),
-                "DBS answered"
-            ),
-            Err(e) => debug!(
-                watch_id = target.id(),
-                attempt,
-                status,
-                kind = %e.kind(),
-                request_id = e.request_id().unwrap_or(""),
-                "DBS returned an error"
-            ),
+            Ok(_) => debug!(action, subject, attempt, status, "DBS answered"),
+            Err(e) => {
+                debug!(
+                    action,
+                    subject,
+                    attempt,
+                    status,
+                    kind = %e.kind(),
+                    request_id = e.request_id().unwrap_or(""),
+                    "DBS returned an error"
+                );
+                if e.kind() == ErrorKind::ClockSkew
+                    && let Some(skew) = lock(&self.shared.stats).clock_skew
+                {
+                    warn!(
+                        skew_secs = skew.num_seconds(),
+                        "DBS refused the request time; by its Date header this machine's clock \
+                         is {} off",
+                        describe_skew(skew)
+                    );
+                }
+            }
         }
-        let parsed = parsed?;
-        Ok(PrecheckResponse {
-            snapshot: parsed.snapshot,
-            request_id: parsed.request_id,
-            body,
-        })
+        Ok((parsed?, body))
     }
 
-    /// Every request parameter except `Signature`.
-    fn params(&self, target: &Target, nonce: &str, timestamp: &str) -> Vec<(&'static str, String)> {
-        let mut params = vec![
-            ("Action", ACTION.to_string()),
-            ("Version", API_VERSION.to_string()),
-            ("Format", "JSON".to_string()),
-            ("AccessKeyId", self.credentials.access_key_id.clone()),
-            ("SignatureMethod", "HMAC-SHA1".to_string()),
-            ("SignatureVersion", "1.0".to_string()),
-            ("SignatureNonce", nonce.to_string()),
-            ("Timestamp", timestamp.to_string()),
-            (target.param_name(), target.id().to_string()),
-        ];
-        if let Some(token) = &self.credentials.security_token {
-            params.push(("SecurityToken", token.expose().to_string()));
+    /// Compares the server's `Date` with our clock; warns once when they are too far apart.
+    fn check_clock(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(server) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+        else {
+            return;
+        };
+        let skew = server.with_timezone(&Utc) - self.clock.now();
+        let too_far = skew.abs() > TimeDelta::from_std(self.skew_warning).unwrap_or(TimeDelta::MAX);
+        let mut stats = lock(&self.shared.stats);
+        stats.clock_skew = Some(skew);
+        if too_far && !self.shared.skew_warned.swap(true, Ordering::SeqCst) {
+            stats.clock_skew_warnings += 1;
+            drop(stats);
+            warn!(
+                skew_secs = skew.num_seconds(),
+                endpoint = %display_url(&self.base_url),
+                "this machine's clock is {} by DBS's Date header; DBS refuses requests \
+                 15 minutes off (InvalidTimeStamp.Expired): sync the clock with NTP (chrony, \
+                 `timedatectl set-ntp true`)",
+                describe_skew(skew)
+            );
         }
-        params
     }
+}
+
+/// The answer keys of the list actions.
+const LIST_ANSWER: &[&str] = &["Items", "TotalElements", "PageNum"];
+
+/// `4m 10s behind` / `20m 0s ahead`: how our clock compares with the server's.
+fn describe_skew(skew: TimeDelta) -> String {
+    let secs = skew.num_seconds().unsigned_abs();
+    // Server ahead of us means our clock is behind.
+    let direction = if skew > TimeDelta::zero() {
+        "behind"
+    } else {
+        "ahead"
+    };
+    format!("{}m {}s {direction}", secs / 60, secs % 60)
+}
+
+/// Whether fetching the credentials again may give different ones.
+fn is_refreshable(source: &CredentialSource) -> bool {
+    matches!(
+        source,
+        CredentialSource::CliProfile { .. }
+            | CredentialSource::CredentialsFile { .. }
+            | CredentialSource::EcsRamRole { .. }
+    )
+}
+
+/// Every request parameter except `Signature`.
+fn request_params(
+    action: &str,
+    credentials: &Credentials,
+    nonce: &str,
+    timestamp: &str,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut params = vec![
+        ("Action", action.to_string()),
+        ("Version", API_VERSION.to_string()),
+        ("Format", "JSON".to_string()),
+        ("AccessKeyId", credentials.access_key_id.clone()),
+        ("SignatureMethod", "HMAC-SHA1".to_string()),
+        ("SignatureVersion", "1.0".to_string()),
+        ("SignatureNonce", nonce.to_string()),
+        ("Timestamp", timestamp.to_string()),
+    ];
+    params.extend(extra.iter().cloned());
+    if let Some(token) = &credentials.security_token {
+        params.push(("SecurityToken", token.expose().to_string()));
+    }
+    params
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn invalid(reason: &str, fix: &str) -> DbsError {
@@ -482,11 +818,13 @@ mod tests {
     fn params_carry_target_and_token() {
         let mut creds = Credentials::new("id", "s");
         creds.security_token = Some(Secret::new("tok"));
-        let client = DbsClient::new(creds, options("http://127.0.0.1:1")).unwrap();
-        let params = client.params(
-            &Target::RestoreTask("r1".into()),
+        let target = Target::RestoreTask("r1".into());
+        let params = request_params(
+            ACTION,
+            &creds,
             "nonce",
             "2026-01-01T00:00:00Z",
+            &[(target.param_name(), target.id().to_string())],
         );
         let get = |k: &str| {
             params
@@ -501,5 +839,21 @@ mod tests {
         assert_eq!(get("Version"), Some("2019-03-06"));
         assert_eq!(get("Format"), Some("JSON"));
         assert_eq!(get("Signature"), None);
+    }
+
+    #[test]
+    fn skew_is_described_from_our_clock_s_point_of_view() {
+        assert_eq!(describe_skew(TimeDelta::seconds(250)), "4m 10s behind");
+        assert_eq!(describe_skew(TimeDelta::seconds(-1200)), "20m 0s ahead");
+    }
+
+    #[test]
+    fn only_changing_sources_are_refreshed() {
+        assert!(!is_refreshable(&CredentialSource::Fixed));
+        assert!(!is_refreshable(&CredentialSource::Environment));
+        assert!(is_refreshable(&CredentialSource::EcsRamRole {
+            role: None,
+            endpoint: "http://127.0.0.1:1".into()
+        }));
     }
 }

@@ -62,6 +62,23 @@ pub fn endpoint_for_region(region: &str) -> String {
     }
 }
 
+/// Regions without a VPC host in the API metadata (2025): their VPC traffic has nowhere to go.
+pub const NO_VPC_HOST: &[&str] = &["cn-hangzhou-finance"];
+
+/// The VPC base URL for a region, `https://dbs-api-vpc.<region>.aliyuncs.com`, for machines
+/// that reach DBS over the VPC network only.
+///
+/// Unlike the public map, every region has its own VPC host, including the regions whose public
+/// API is served from Hangzhou (API metadata 2025: `cn-shanghai` → `dbs-api-vpc.cn-shanghai`).
+/// `None` for an empty region and for the regions in [`NO_VPC_HOST`].
+pub fn vpc_endpoint_for_region(region: &str) -> Option<String> {
+    let region = region.trim().to_ascii_lowercase();
+    if region.is_empty() || NO_VPC_HOST.contains(&region.as_str()) {
+        return None;
+    }
+    Some(format!("https://dbs-api-vpc.{region}.aliyuncs.com"))
+}
+
 /// Whether the region appears in the endpoint map. Configuration checks use it to warn about a
 /// probable typo without refusing a region that DBS added after this list was written.
 pub fn is_known_region(region: &str) -> bool {
@@ -134,6 +151,20 @@ mod tests {
             "https://dbs-api.ap-southeast-1.aliyuncs.com"
         );
         assert!(is_known_region(" EU-WEST-1"));
+    }
+
+    #[test]
+    fn vpc_hosts_are_per_region_even_where_the_public_api_is_in_hangzhou() {
+        assert_eq!(
+            vpc_endpoint_for_region("cn-shanghai").as_deref(),
+            Some("https://dbs-api-vpc.cn-shanghai.aliyuncs.com")
+        );
+        assert_eq!(
+            vpc_endpoint_for_region(" AP-Southeast-1 ").as_deref(),
+            Some("https://dbs-api-vpc.ap-southeast-1.aliyuncs.com")
+        );
+        assert_eq!(vpc_endpoint_for_region("cn-hangzhou-finance"), None);
+        assert_eq!(vpc_endpoint_for_region(""), None);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     Api,
     /// The client options are unusable; no request was sent.
     Config,
+    /// No credential source had usable credentials; no request was sent.
+    CredentialSource,
 }
 
 impl ErrorKind {
@@ -53,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Api => "api",
             ErrorKind::Config => "config",
+            ErrorKind::CredentialSource => "credential_source",
         }
     }
 
@@ -71,15 +74,14 @@ impl ErrorKind {
             ErrorKind::Server => "DBS had a temporary failure",
             ErrorKind::Signature => "DBS rejected the request signature",
             ErrorKind::Credentials => "DBS did not accept the AccessKey",
-            ErrorKind::Permission => {
-                "the AccessKey is not allowed to call DescribePreCheckProgressList"
-            }
+            ErrorKind::Permission => "the AccessKey is not allowed to call this DBS action",
             ErrorKind::ClockSkew => "DBS rejected the request time",
             ErrorKind::BadResponse => "DBS sent a reply dbswatch cannot read",
             ErrorKind::Network => "could not reach DBS",
             ErrorKind::Timeout => "DBS did not answer in time",
             ErrorKind::Api => "DBS refused the request",
             ErrorKind::Config => "the DBS client is misconfigured",
+            ErrorKind::CredentialSource => "no usable Alibaba Cloud credentials",
         }
     }
 }
@@ -129,6 +131,8 @@ pub struct ServiceError {
     pub retry_after: Option<Duration>,
     /// Set for `SignatureDoesNotMatch` only.
     pub signature: Option<SignatureDiagnosis>,
+    /// The action that was called (`DescribePreCheckProgressList`, ...), for the RAM hint.
+    pub action: String,
 }
 
 /// Why a reply could not be used as an answer.
@@ -198,6 +202,10 @@ pub enum DbsError {
         /// How to fix it.
         fix: String,
     },
+    /// The credential chain had nothing usable (or the ECS metadata service failed); nothing
+    /// was sent.
+    #[error("{}", self.describe())]
+    Credentials(#[source] super::credentials::CredentialError),
 }
 
 impl DbsError {
@@ -218,6 +226,7 @@ impl DbsError {
             DbsError::Transport { timeout: true, .. } => ErrorKind::Timeout,
             DbsError::Transport { .. } => ErrorKind::Network,
             DbsError::InvalidOptions { .. } => ErrorKind::Config,
+            DbsError::Credentials(_) => ErrorKind::CredentialSource,
         }
     }
 
@@ -240,7 +249,9 @@ impl DbsError {
         match self {
             DbsError::Gateway(e) | DbsError::Rejected(e) => Some(e.status),
             DbsError::BadResponse { status, .. } => Some(*status),
-            DbsError::Transport { .. } | DbsError::InvalidOptions { .. } => None,
+            DbsError::Transport { .. }
+            | DbsError::InvalidOptions { .. }
+            | DbsError::Credentials(_) => None,
         }
     }
 
@@ -254,7 +265,9 @@ impl DbsError {
         match self {
             DbsError::Gateway(e) | DbsError::Rejected(e) => e.retry_after,
             DbsError::BadResponse { retry_after, .. } => *retry_after,
-            DbsError::Transport { .. } | DbsError::InvalidOptions { .. } => None,
+            DbsError::Transport { .. }
+            | DbsError::InvalidOptions { .. }
+            | DbsError::Credentials(_) => None,
         }
     }
 
@@ -282,6 +295,9 @@ impl DbsError {
                 the endpoint setting; dbswatch retries on its own"
                 .to_string(),
             DbsError::InvalidOptions { fix, .. } => fix.clone(),
+            DbsError::Credentials(_) => {
+                "`dbswatch whoami` shows which credential sources were looked at".to_string()
+            }
         }
     }
 
@@ -335,6 +351,7 @@ impl DbsError {
                 format!("{headline}: {}; {hint}", error_chain(source))
             }
             DbsError::InvalidOptions { reason, .. } => format!("{headline}: {reason}; {hint}"),
+            DbsError::Credentials(e) => format!("{headline}: {e}; {hint}"),
         }
     }
 }
@@ -445,9 +462,14 @@ fn service_hint(e: &ServiceError) -> String {
                     .to_string()
             }
         }
-        ErrorKind::Permission => "grant dbs:DescribePreCheckProgressList to the RAM user or \
-            role that owns this AccessKey"
-            .to_string(),
+        ErrorKind::Permission => format!(
+            "grant dbs:{} to the RAM user or role that owns this AccessKey",
+            if e.action.is_empty() {
+                super::ACTION
+            } else {
+                e.action.as_str()
+            }
+        ),
         ErrorKind::ClockSkew => "the machine clock is more than 15 minutes off; sync it with \
             NTP (for example chrony or `timedatectl set-ntp true`)"
             .to_string(),
@@ -553,6 +575,7 @@ mod tests {
             recommend: None,
             retry_after: None,
             signature: None,
+            action: crate::dbs::ACTION.to_string(),
         }
     }
 
@@ -604,6 +627,7 @@ mod tests {
             ErrorKind::Timeout,
             ErrorKind::Api,
             ErrorKind::Config,
+            ErrorKind::CredentialSource,
         ]
         .into_iter()
         .filter(|k| k.is_retryable())

@@ -8,7 +8,12 @@
 //! - [`endpoint`]: region to host.
 //! - [`response`]: reply to snapshot or error (pure).
 //! - [`error`]: the error type, its classification and the user-facing hints.
-//! - [`client`]: the HTTP client with retries.
+//! - [`client`]: the HTTP client with retries, the rate limiter and clock-skew detection.
+//! - [`credentials`]: the credential chain (config, environment, CLI profile, ini file, ECS RAM
+//!   role) and the provider the client asks before every attempt; [`profiles`] parses the files,
+//!   [`imds`] talks to the ECS metadata service.
+//! - [`lists`]: `DescribeBackupPlanList`, `DescribeRestoreTaskList`, `DescribeJobErrorCode`.
+//! - [`limiter`]: the process-wide request rate and concurrency limit.
 //!
 //! It must not log secrets, signatures or request URLs, and it must not touch the store or the
 //! notifiers.
@@ -20,14 +25,21 @@ use crate::secret::Secret;
 use crate::snapshot::Snapshot;
 
 pub mod client;
+pub mod credentials;
 pub mod endpoint;
 pub mod error;
+pub mod imds;
+pub mod limiter;
+pub mod lists;
+pub mod profiles;
 pub mod response;
 pub mod sign;
 
-pub use client::DbsClient;
-pub use endpoint::endpoint_for_region;
+pub use client::{ClientStats, DbsClient};
+pub use credentials::{CredentialError, CredentialProvider, CredentialSource};
+pub use endpoint::{endpoint_for_region, vpc_endpoint_for_region};
 pub use error::{DbsError, ErrorKind, SignatureDiagnosis};
+pub use limiter::{Limiter, LimiterSettings};
 
 /// The action dbswatch calls.
 pub const ACTION: &str = "DescribePreCheckProgressList";
@@ -38,7 +50,7 @@ pub const API_VERSION: &str = "2019-03-06";
 ///
 /// The secret and the token are [`Secret`]s so they cannot reach a log line by accident; the id is
 /// masked in `Debug` too, because it identifies the account.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The AccessKey id (not secret, but not shown in full either).
     pub access_key_id: String,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::ACTION;
 use super::error::{BodyProblem, DbsError, ServiceError, SignatureDiagnosis, classify, snippet};
 use super::sign::differing_params;
 use crate::snapshot::{Item, Snapshot};
@@ -38,6 +39,8 @@ pub struct Reply<'a> {
     pub retry_after: Option<Duration>,
     /// The string we signed for this attempt, to compare with a `SignatureDoesNotMatch` quote.
     pub signed: Option<&'a str>,
+    /// The action that was called, so a permission error names the RAM action to grant.
+    pub action: &'a str,
 }
 
 impl<'a> Reply<'a> {
@@ -48,6 +51,7 @@ impl<'a> Reply<'a> {
             body,
             retry_after: None,
             signed: None,
+            action: ACTION,
         }
     }
 }
@@ -58,11 +62,22 @@ impl<'a> Reply<'a> {
 /// whatever the HTTP status (and `Success: true` with an `ErrCode`, as in the official demo, is
 /// not); an HTTP error status is a gateway error; a success needs `Status` or `Items`.
 pub fn interpret(reply: Reply<'_>) -> Result<Parsed, DbsError> {
+    let obj = envelope(reply, &["Status", "Items"])?;
+    Ok(Parsed {
+        snapshot: snapshot_from(&obj),
+        request_id: text(obj.get("RequestId")),
+    })
+}
+
+/// The error decisions of [`interpret`] for any action: the reply's JSON object when it is an
+/// answer, that is, when it is not an error and has at least one of `answer_keys`.
+pub fn envelope(reply: Reply<'_>, answer_keys: &[&str]) -> Result<Map<String, Value>, DbsError> {
     let Reply {
         status,
         body,
         retry_after,
         signed,
+        action,
     } = reply;
     let bad = |problem| DbsError::BadResponse {
         status,
@@ -82,6 +97,11 @@ pub fn interpret(reply: Reply<'_>) -> Result<Parsed, DbsError> {
     };
     let Some(obj) = value.as_object() else {
         return Err(bad(BodyProblem::NotAnObject));
+    };
+    let service_error = |obj, status, retry_after, signed| {
+        let mut e = service_error(obj, status, retry_after, signed);
+        e.action = action.to_string();
+        e
     };
 
     if success_flag(obj) == Some(false) {
@@ -113,7 +133,7 @@ pub fn interpret(reply: Reply<'_>) -> Result<Parsed, DbsError> {
         }
         return Err(bad(BodyProblem::UnknownShape));
     }
-    let has_answer = obj.contains_key("Status") || obj.contains_key("Items");
+    let has_answer = answer_keys.iter().any(|k| obj.contains_key(*k));
     if !has_answer {
         // An error shape on a 2xx must never become an empty state.
         if has_code {
@@ -134,10 +154,7 @@ pub fn interpret(reply: Reply<'_>) -> Result<Parsed, DbsError> {
         }
         return Err(bad(BodyProblem::UnknownShape));
     }
-    Ok(Parsed {
-        snapshot: snapshot_from(obj),
-        request_id: text(obj.get("RequestId")),
-    })
+    Ok(obj.clone())
 }
 
 /// `Success` as a boolean, also accepting the strings `"true"`/`"false"`.
@@ -194,6 +211,7 @@ fn service_error(
         recommend: text(obj.get("Recommend")),
         retry_after,
         signature,
+        action: ACTION.to_string(),
     }
 }
 
