@@ -97,6 +97,36 @@ pub enum Command {
         /// The channel, as named in the config
         name: String,
     },
+    /// Show where each account's credentials come from and which AccessKey that is (masked)
+    Whoami {
+        /// Only this account (`default` is [aliyun])
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// List the account's backup plans, to help write a config
+    Plans {
+        /// Only plans of this region (its endpoint is used)
+        #[arg(long)]
+        region: Option<String>,
+        /// The account to list (`default` is [aliyun])
+        #[arg(long)]
+        account: Option<String>,
+        /// Print [[watch]] blocks to paste into the config
+        #[arg(long)]
+        toml: bool,
+    },
+    /// List the account's recent restore tasks, to help write a config
+    Restores {
+        /// The account to list (`default` is [aliyun])
+        #[arg(long)]
+        account: Option<String>,
+        /// Tasks created in the last this many days
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Print [[watch]] blocks to paste into the config
+        #[arg(long)]
+        toml: bool,
+    },
 }
 
 /// History output formats.
@@ -184,6 +214,17 @@ async fn run_command(cli: Cli) -> ExitCode {
             event_file,
         } => render_cmd(&config_path, &channel, event, event_file),
         Command::TestChannel { name } => test_channel_cmd(&config_path, &name).await,
+        Command::Whoami { account } => crate::commands::whoami(&config_path, account).await,
+        Command::Plans {
+            region,
+            account,
+            toml,
+        } => crate::commands::plans(&config_path, account, region, toml).await,
+        Command::Restores {
+            account,
+            days,
+            toml,
+        } => crate::commands::restores(&config_path, account, days, toml).await,
     }
 }
 
@@ -230,9 +271,9 @@ fn check_config(path: &Path) -> ExitCode {
                 crate::secret::display_url(&c.aliyun.endpoint_url()),
                 match &c.aliyun.credentials {
                     Some(creds) => format!(", AccessKey {}", mask_key_id(&creds.access_key_id)),
-                    None =>
-                        ", no AccessKey (set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET before polling)"
-                            .to_string(),
+                    None => ", AccessKey from a profile or the ECS RAM role (`dbswatch whoami` \
+                             shows which)"
+                        .to_string(),
                 }
             );
             for w in &c.warnings {
@@ -246,6 +287,23 @@ fn check_config(path: &Path) -> ExitCode {
                     w.target.id(),
                     w.schedule.expr(),
                     w.channels.join(", ")
+                );
+            }
+            for a in &c.accounts {
+                println!(
+                    "  account {}: region {}, endpoint {}",
+                    a.name,
+                    a.region,
+                    crate::secret::display_url(&a.endpoint_url())
+                );
+            }
+            for d in &c.discover {
+                println!(
+                    "  discover {}: {:?} on \"{}\" -> {}",
+                    d.name,
+                    d.kind,
+                    d.schedule.expr(),
+                    d.channels.join(", ")
                 );
             }
             ExitCode::SUCCESS
@@ -292,10 +350,19 @@ fn mask_key_id(id: &str) -> String {
 }
 
 async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
+    let mut failed = false;
+    if !app.config.discover.is_empty() {
+        let found = app.discover().await;
+        for e in &found.errors {
+            println!("discovery failed: {e}");
+            failed = true;
+        }
+    }
     if let Some(name) = &watch
-        && app.config.watch(name).is_none()
+        && app.find_watch(name).is_none()
     {
-        let names: Vec<_> = app.config.watches.iter().map(|w| w.name.as_str()).collect();
+        let watches = app.watches();
+        let names: Vec<_> = watches.iter().map(|w| w.name.as_str()).collect();
         eprintln!(
             "error: no watch named `{name}`; configured: {}",
             names.join(", ")
@@ -304,7 +371,6 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
     }
     let names = watch.map(|w| vec![w]);
     let reports = app.poll_many(names.as_deref()).await;
-    let mut failed = false;
     for r in &reports {
         match (&r.outcome, &r.error) {
             (_, Some(e)) => {

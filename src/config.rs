@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::{Table, Value};
 
+use crate::dbs::credentials::ChainSettings;
 use crate::dbs::{ClientOptions, Credentials, endpoint_for_region};
 use crate::event::{ALL_KINDS, is_default_kind, kind_matches};
 use crate::notify::{ChannelKind, ChannelSpec, CloudEventsMode};
@@ -19,6 +20,10 @@ use crate::render::{ChannelTemplate, Language};
 use crate::schedule::CronSchedule;
 use crate::secret::{Redactor, Secret};
 use crate::snapshot::Target;
+
+mod accounts;
+
+pub use accounts::{DEFAULT_ACCOUNT, DbsSettings, DiscoverConfig, DiscoverKind};
 
 /// Where the config is read from when neither `-c` nor `DBSWATCH_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "dbswatch.toml";
@@ -74,10 +79,12 @@ pub struct StorageConfig {
     pub database: PathBuf,
 }
 
-/// `[aliyun]`.
+/// `[aliyun]`, and each `[[account]]`: one Alibaba Cloud account.
 #[derive(Debug, Clone)]
 pub struct AliyunConfig {
-    /// Credentials, from the config or the `ALIBABA_CLOUD_*` environment variables.
+    /// Credentials, from the config or the `ALIBABA_CLOUD_*` environment variables. The full
+    /// credential chain (profiles, ECS RAM role) is in `chain`; this is what the first two of its
+    /// sources give.
     pub credentials: Option<Credentials>,
     /// Region, used to pick the endpoint.
     pub region: String,
@@ -87,13 +94,18 @@ pub struct AliyunConfig {
     pub timeout: Duration,
     /// Retries of transient errors inside one poll.
     pub max_retries: u32,
+    /// `default` for `[aliyun]`, the `name` of an `[[account]]`.
+    pub name: String,
+    /// Use the region's `dbs-api-vpc.` host.
+    pub vpc: bool,
+    /// Everything the credential chain needs (settings and captured environment).
+    pub chain: ChainSettings,
 }
 
 impl AliyunConfig {
     /// The base URL polls go to.
     pub fn endpoint_url(&self) -> String {
-        self.endpoint
-            .clone()
+        self.endpoint_for(None)
             .unwrap_or_else(|| endpoint_for_region(&self.region))
     }
 
@@ -131,6 +143,10 @@ pub struct WatchConfig {
     pub schedule: CronSchedule,
     /// Channel names this watch notifies.
     pub channels: Vec<String>,
+    /// The `[[account]]` to poll with; `None` is `[aliyun]`.
+    pub account: Option<String>,
+    /// A region other than the account's (watches found by a `[[discover]]` with `region`).
+    pub region: Option<String>,
 }
 
 /// `[[channel]]`.
@@ -194,6 +210,12 @@ pub struct Config {
     pub warnings: Vec<ConfigProblem>,
     /// Top-level `language` of messages (`en` or `zh-CN`); a channel's own `language` wins.
     pub language: Language,
+    /// `[[account]]` blocks (the `[aliyun]` account is `aliyun`, named `default`).
+    pub accounts: Vec<AliyunConfig>,
+    /// `[[discover]]` blocks.
+    pub discover: Vec<DiscoverConfig>,
+    /// `[dbs]`: rate limit, concurrency, jitter, stopping finished restores.
+    pub dbs: DbsSettings,
 }
 
 impl Config {
@@ -207,13 +229,28 @@ impl Config {
         self.watches.iter().find(|w| w.name == name)
     }
 
+    /// The account called `name` (`None` or `default` is `[aliyun]`).
+    pub fn account(&self, name: Option<&str>) -> Option<&AliyunConfig> {
+        match name {
+            None | Some(DEFAULT_ACCOUNT) => Some(&self.aliyun),
+            Some(name) => self.accounts.iter().find(|a| a.name == name),
+        }
+    }
+
+    /// `[aliyun]` followed by every `[[account]]`.
+    pub fn all_accounts(&self) -> impl Iterator<Item = &AliyunConfig> {
+        std::iter::once(&self.aliyun).chain(self.accounts.iter())
+    }
+
     /// A redactor that knows every secret in this configuration.
     pub fn redactor(&self) -> Redactor {
         let mut r = Redactor::new();
-        if let Some(c) = &self.aliyun.credentials {
-            r.add_secret(&c.access_key_secret);
-            if let Some(t) = &c.security_token {
-                r.add_secret(t);
+        for account in self.all_accounts() {
+            if let Some(c) = &account.credentials {
+                r.add_secret(&c.access_key_secret);
+                if let Some(t) = &c.security_token {
+                    r.add_secret(t);
+                }
             }
         }
         for ch in &self.channels {
@@ -356,10 +393,25 @@ pub fn parse(
     let delivery_raw = section::<RawDelivery>(&table, "delivery", &mut p).unwrap_or_default();
     let raw_watches = array::<RawWatch>(&table, "watch", &mut p);
     let raw_channels = array::<RawChannel>(&table, "channel", &mut p);
+    let dbs_raw = section::<accounts::RawDbs>(&table, "dbs", &mut p).unwrap_or_default();
+    let raw_accounts = array::<accounts::RawAccount>(&table, "account", &mut p);
+    let raw_discover = array::<accounts::RawDiscover>(&table, "discover", &mut p);
 
     let timezone = build_timezone(&table, &mut p);
     let language = build_language(&table, &mut p);
-    let aliyun = build_aliyun(aliyun_raw, env, &mut p);
+    let aliyun = accounts::build_account(
+        aliyun_raw,
+        DEFAULT_ACCOUNT.to_string(),
+        "aliyun",
+        None,
+        env,
+        &mut p,
+    );
+    let extra_accounts = accounts::build_accounts(raw_accounts, env, &mut p);
+    let account_names: Vec<String> = std::iter::once(DEFAULT_ACCOUNT.to_string())
+        .chain(extra_accounts.iter().map(|a| a.name.clone()))
+        .collect();
+    let dbs = accounts::build_dbs(dbs_raw, &mut p);
     let base_dir = source
         .parent()
         .map(Path::to_path_buf)
@@ -372,7 +424,16 @@ pub fn parse(
             .collect(),
         _ => Vec::new(),
     };
-    let watches = build_watches(raw_watches, &channels, &declared, &mut p);
+    let watches = build_watches(raw_watches, &channels, &declared, &account_names, &mut p);
+    let channel_names: Vec<&str> = channels.iter().map(|c| c.spec.name.as_str()).collect();
+    let watch_names: Vec<String> = watches.iter().map(|w| w.name.clone()).collect();
+    let discover = accounts::build_discover(
+        raw_discover,
+        &account_names,
+        &channel_names,
+        &watch_names,
+        &mut p,
+    );
 
     let config = Config {
         source: source.to_path_buf(),
@@ -386,6 +447,9 @@ pub fn parse(
         timezone,
         warnings: Vec::new(),
         language,
+        accounts: extra_accounts,
+        discover,
+        dbs,
     };
 
     // Templates are checked only when the rest is sound, so a typo in a channel name does not
@@ -624,7 +688,8 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
 }
 
 const TOP_KEYS: &[&str] = &[
-    "timezone", "storage", "aliyun", "delivery", "watch", "channel", "language",
+    "timezone", "storage", "aliyun", "delivery", "watch", "channel", "language", "dbs",
+    "account", "discover",
 ];
 const STORAGE_KEYS: &[&str] = &["database"];
 const ALIYUN_KEYS: &[&str] = &[
@@ -635,6 +700,13 @@ const ALIYUN_KEYS: &[&str] = &[
     "endpoint",
     "timeout_secs",
     "max_retries",
+    "profile",
+    "credential_source",
+    "vpc",
+    "cli_config_file",
+    "credentials_file",
+    "ecs_ram_role",
+    "metadata_endpoint",
 ];
 const DELIVERY_KEYS: &[&str] = &["timeout_secs", "retry_base_secs", "retry_max_secs"];
 const WATCH_KEYS: &[&str] = &[
@@ -643,6 +715,7 @@ const WATCH_KEYS: &[&str] = &[
     "restore_task_id",
     "schedule",
     "channels",
+    "account",
 ];
 const CHANNEL_KEYS: &[&str] = &[
     "name",
@@ -673,6 +746,7 @@ fn check_unknown_keys(table: &Table, p: &mut Problems<'_>) {
         ("storage", STORAGE_KEYS),
         ("aliyun", ALIYUN_KEYS),
         ("delivery", DELIVERY_KEYS),
+        ("dbs", accounts::DBS_KEYS),
     ] {
         if let Some(Value::Table(t)) = table.get(section) {
             for key in t.keys().filter(|k| !known.contains(&k.as_str())) {
@@ -685,7 +759,12 @@ fn check_unknown_keys(table: &Table, p: &mut Problems<'_>) {
             }
         }
     }
-    for (section, known) in [("watch", WATCH_KEYS), ("channel", CHANNEL_KEYS)] {
+    for (section, known) in [
+        ("watch", WATCH_KEYS),
+        ("channel", CHANNEL_KEYS),
+        ("account", accounts::ACCOUNT_KEYS),
+        ("discover", accounts::DISCOVER_KEYS),
+    ] {
         if let Some(Value::Array(items)) = table.get(section) {
             for (i, item) in items.iter().enumerate() {
                 if let Value::Table(t) = item {
@@ -745,6 +824,13 @@ struct RawAliyun {
     endpoint: Option<String>,
     timeout_secs: Option<u64>,
     max_retries: Option<u32>,
+    profile: Option<String>,
+    credential_source: Option<String>,
+    vpc: Option<bool>,
+    cli_config_file: Option<String>,
+    credentials_file: Option<String>,
+    ecs_ram_role: Option<String>,
+    metadata_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -761,6 +847,7 @@ struct RawWatch {
     restore_task_id: Option<String>,
     schedule: Option<String>,
     channels: Option<Vec<String>>,
+    account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -939,90 +1026,6 @@ fn unknown_language(tag: &str) -> String {
             .collect::<Vec<_>>()
             .join(" and ")
     )
-}
-
-fn build_aliyun(
-    raw: RawAliyun,
-    env: &dyn Fn(&str) -> Option<String>,
-    p: &mut Problems<'_>,
-) -> AliyunConfig {
-    let non_empty = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
-    let id = non_empty(raw.access_key_id).or_else(|| non_empty(env("ALIBABA_CLOUD_ACCESS_KEY_ID")));
-    let secret = raw
-        .access_key_secret
-        .filter(|s| !s.is_empty())
-        .or_else(|| non_empty(env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")).map(Secret::new));
-    let token = raw
-        .security_token
-        .filter(|s| !s.is_empty())
-        .or_else(|| non_empty(env("ALIBABA_CLOUD_SECURITY_TOKEN")).map(Secret::new));
-    let credentials = match (id, secret) {
-        (Some(access_key_id), Some(access_key_secret)) => Some(Credentials {
-            access_key_id,
-            access_key_secret,
-            security_token: token,
-        }),
-        _ => None,
-    };
-    let region = non_empty(raw.region)
-        .or_else(|| non_empty(env("ALIBABA_CLOUD_REGION_ID")))
-        .unwrap_or_else(|| "cn-hangzhou".to_string());
-    if let Some(endpoint) = &raw.endpoint {
-        let ok = reqwest::Url::parse(endpoint).is_ok_and(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && u.host_str().is_some()
-                && u.query().is_none()
-                && u.fragment().is_none()
-        });
-        if !ok {
-            p.push(
-                "aliyun",
-                None,
-                Some("endpoint"),
-                format!(
-                    "`{}` is not a base URL: write it as https://host or http://127.0.0.1:port, \
-                     without a query",
-                    crate::secret::display_url(endpoint)
-                ),
-            );
-        }
-    } else if !crate::dbs::endpoint::is_known_region(&region) {
-        p.warn(
-            "aliyun",
-            None,
-            Some("region"),
-            format!(
-                "`{region}` is not a DBS region dbswatch knows; requests go to {} (check the \
-                 spelling, or set `endpoint`)",
-                endpoint_for_region(&region)
-            ),
-        );
-    }
-    if raw.timeout_secs == Some(0) {
-        p.push(
-            "aliyun",
-            None,
-            Some("timeout_secs"),
-            "`timeout_secs` must be at least 1 second".into(),
-        );
-    }
-    if raw.max_retries.is_some_and(|n| n > 10) {
-        p.push(
-            "aliyun",
-            None,
-            Some("max_retries"),
-            "`max_retries` above 10 only hammers a struggling API; the next scheduled poll \
-             retries anyway"
-                .into(),
-        );
-    }
-    AliyunConfig {
-        credentials,
-        region,
-        endpoint: raw.endpoint.map(|e| e.trim_end_matches('/').to_string()),
-        timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(10).max(1)),
-        max_retries: raw.max_retries.unwrap_or(2),
-    }
 }
 
 fn build_channels(
@@ -1324,6 +1327,7 @@ fn build_watches(
     raw: Vec<RawWatch>,
     channels: &[ChannelConfig],
     declared: &[String],
+    account_names: &[String],
     p: &mut Problems<'_>,
 ) -> Vec<WatchConfig> {
     let mut seen = HashSet::new();
@@ -1425,12 +1429,27 @@ fn build_watches(
                 format!("watch `{label}` names channel `{c}`, which is not defined; {hint}"),
             );
         }
+        if let Some(account) = &w.account
+            && !account_names.contains(account)
+        {
+            p.push(
+                "watch",
+                Some(i),
+                Some("account"),
+                format!(
+                    "watch `{label}` names account `{account}`, which is not defined; defined: {}",
+                    account_names.join(", ")
+                ),
+            );
+        }
         if let (Some(name), Some(target), Some(schedule)) = (name, target, schedule) {
             out.push(WatchConfig {
                 name,
                 target,
                 schedule,
                 channels: names,
+                account: w.account.filter(|a| a != DEFAULT_ACCOUNT),
+                region: None,
             });
         }
     }

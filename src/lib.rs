@@ -13,14 +13,19 @@
 //! - [`ratelimit`]: exact sliding-window send limits per receiver.
 //! - [`simulate`]: the DBS double used by `demo`, `simulate` and the tests.
 //! - [`cli`]: the command-line interface.
-//! - [`commands`]: the bodies of `render` and `test-channel`.
+//! - [`accounts`]: each configured Alibaba Cloud account's credential chain and DBS clients.
+//! - [`discovery`]: `[[discover]]` blocks turned into watches, and vanished ones retired.
+//! - [`truth`]: restore status, job error codes and finished restores, asked for during polls.
+//! - [`commands`]: bodies of `render`, `test-channel`, `whoami`, `plans`, `restores`.
 
+pub mod accounts;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dbs;
 pub mod demo;
 pub mod diff;
+pub mod discovery;
 pub mod event;
 pub mod history;
 pub mod notify;
@@ -33,3 +38,4 @@ pub mod secret;
 pub mod simulate;
 pub mod snapshot;
 pub mod store;
+pub mod truth;

@@ -12,13 +12,16 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::accounts::Accounts;
 use crate::config::{Config, WatchConfig};
 use crate::dbs::{DbsClient, DbsError};
 use crate::diff::{DiffContext, diff};
+use crate::discovery::WatchRuntime;
 use crate::event::Event;
 use crate::notify::{Notifier, Outcome, Outgoing};
 use crate::render::Renderer;
 use crate::secret::Redactor;
+use crate::snapshot::Target;
 use crate::store::{
     AttemptWrite, DeliveryState, DueDelivery, PollOutcome, PollWrite, Store, StoreError,
 };
@@ -78,6 +81,10 @@ pub struct App {
     pub clock: Clock,
     /// Polls running at once in one cycle.
     pub concurrency: usize,
+    /// Every account's credentials and DBS clients (sharing one rate limiter).
+    pub accounts: Arc<Accounts>,
+    /// Discovered watches and finished restores.
+    pub runtime: Arc<WatchRuntime>,
 }
 
 /// Why the product could not start.
@@ -130,13 +137,14 @@ impl App {
     /// Build the clients around an already open store.
     pub fn with_store(config: Config, store: Store, clock: Clock) -> Result<App, StartError> {
         let redactor = config.redactor();
-        let dbs = match &config.aliyun.credentials {
-            Some(creds) => Some(DbsClient::new(
-                creds.clone(),
-                config.aliyun.client_options(),
-            )?),
-            None => None,
-        };
+        let accounts = Accounts::new(&config);
+        // Unusable options fail the start; missing credentials fail each poll, in its words.
+        for name in accounts.names() {
+            if let Err(e @ DbsError::InvalidOptions { .. }) = accounts.client(Some(&name), None) {
+                return Err(e.into());
+            }
+        }
+        let dbs = accounts.client(None, None).ok();
         let renderer = Renderer::new(&config.templates()).map_err(|errors| {
             StartError::Templates(
                 errors
@@ -156,6 +164,8 @@ impl App {
             redactor,
             clock,
             concurrency: 8,
+            accounts: Arc::new(accounts),
+            runtime: Arc::new(WatchRuntime::default()),
         })
     }
 
@@ -170,17 +180,19 @@ impl App {
             error: None,
             events: Vec::new(),
         };
-        let result = match &self.dbs {
-            Some(dbs) => dbs.describe_precheck_progress(&watch.target).await,
-            None => {
-                let message = "no AccessKey configured: set ALIBABA_CLOUD_ACCESS_KEY_ID and \
-                               ALIBABA_CLOUD_ACCESS_KEY_SECRET, or [aliyun] access_key_id and \
-                               access_key_secret";
-                self.fail_poll(&mut report, started_at, timer, None, message.to_string())
+        let client = match self
+            .accounts
+            .client(watch.account.as_deref(), watch.region.as_deref())
+        {
+            Ok(client) => client,
+            Err(e) => {
+                let message = format!("{e}");
+                self.fail_poll(&mut report, started_at, timer, None, message)
                     .await;
                 return report;
             }
         };
+        let result = client.describe_precheck_progress(&watch.target).await;
         let response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -202,7 +214,10 @@ impl App {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.record(watch, &response, started_at, &timer).await {
+            match self
+                .record(&client, watch, response.clone(), started_at, &timer)
+                .await
+            {
                 Ok((outcome, events)) => {
                     report.outcome = Some(outcome);
                     report.events = events;
@@ -220,21 +235,26 @@ impl App {
         }
     }
 
-    /// Diff one response against the stored baseline, route the events and write everything
-    /// in one transaction.
+    /// Diff one response against the stored baseline (with the restore's own status for
+    /// restore watches), route the events and write everything in one transaction.
     async fn record(
         &self,
+        client: &DbsClient,
         watch: &WatchConfig,
-        response: &crate::dbs::PrecheckResponse,
+        mut response: crate::dbs::PrecheckResponse,
         started_at: i64,
         timer: &Instant,
     ) -> Result<(PollOutcome, Vec<Event>), StoreError> {
         let baseline = self.store.baseline(&watch.name, &watch.target).await?;
+        if let Target::RestoreTask(_) = &watch.target {
+            let truth = self.restore_truth(client, watch, baseline.as_ref()).await;
+            response.snapshot = response.snapshot.with_restore(truth);
+        }
         let observed_at_ms = self.clock.now_ms();
         let unchanged = baseline
             .as_ref()
             .is_some_and(|b| b.content_hash == response.snapshot.content_hash());
-        let events = if unchanged {
+        let mut events = if unchanged {
             Vec::new()
         } else {
             let mut next_id = || uuid::Uuid::new_v4().to_string();
@@ -250,6 +270,7 @@ impl App {
                 &mut ctx,
             )
         };
+        self.explain_failures(client, &mut events).await;
         let routed: Vec<(Event, Vec<String>)> = events
             .into_iter()
             .map(|e| {
@@ -321,15 +342,20 @@ impl App {
             .collect()
     }
 
-    /// Poll the given watches (all when `None`), at most `concurrency` at a time.
+    /// Poll the given watches (all when `None`, discovered ones included), at most
+    /// `concurrency` at a time. Restores that are done ([`App::is_done`]) are skipped.
     pub async fn poll_many(&self, names: Option<&[String]>) -> Vec<PollReport> {
-        let watches: Vec<WatchConfig> = self
-            .config
-            .watches
-            .iter()
-            .filter(|w| names.is_none_or(|n| n.contains(&w.name)))
-            .cloned()
-            .collect();
+        let mut watches: Vec<WatchConfig> = Vec::new();
+        for w in self.watches() {
+            if names.is_some_and(|n| !n.contains(&w.name)) {
+                continue;
+            }
+            if self.is_done(&w).await {
+                tracing::debug!(watch = %w.name, "restore finished; not polled");
+                continue;
+            }
+            watches.push(w);
+        }
         let limit = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut set = JoinSet::new();
         for (i, watch) in watches.into_iter().enumerate() {

@@ -5,6 +5,12 @@
 //! each polled watch again from *now*: when the process was asleep or busy past several fire
 //! times, the missed ones collapse into one poll instead of a burst.
 //!
+//! Watches found by `[[discover]]` join the heap after each discovery pass (every
+//! `[dbs] discover_interval_mins`); retired ones leave it the next time they come up, and
+//! finished restores are not scheduled again. Each watch's fire times are its cron times shifted
+//! by a stable per-watch offset below `[dbs] jitter_secs`, so hundreds of watches on one
+//! expression do not all call DBS in the same instant.
+//!
 //! Deliveries run as a background pass beside the polls, so a receiver that hangs until its
 //! timeout delays neither the polls nor the other channels.
 //!
@@ -14,15 +20,18 @@
 //! goes out after the restart. A second Ctrl-C exits at once.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::WatchConfig;
+use crate::dbs::limiter::spread;
+use crate::discovery::DiscoveryReport;
 use crate::pipeline::App;
 
 /// The longest single sleep: the loop re-checks at least this often, so a wall-clock jump
@@ -31,16 +40,18 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Run until `shutdown` is cancelled.
 pub async fn run(app: App, shutdown: CancellationToken) {
-    let now = utc(app.clock.now_ms());
-    let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = BinaryHeap::new();
-    for (i, watch) in app.config.watches.iter().enumerate() {
-        match watch.schedule.next_after(now) {
-            Some(at) => heap.push(Reverse((at, i))),
-            None => tracing::warn!(watch = %watch.name, "schedule never fires; watch not polled"),
-        }
+    // Discovery first, so the first cycle knows every watch.
+    let discovering = !app.config.discover.is_empty();
+    if discovering {
+        log_discovery(&app.discover().await);
     }
+    let mut next_discovery = discovering.then(|| app.clock.now_ms() + discover_every(&app));
+    let now = utc(app.clock.now_ms());
+    let mut heap: BinaryHeap<Reverse<(DateTime<Utc>, String)>> = BinaryHeap::new();
+    let mut scheduled: HashSet<String> = HashSet::new();
+    schedule_new(&app, &mut heap, &mut scheduled, now);
     tracing::info!(
-        watches = app.config.watches.len(),
+        watches = scheduled.len(),
         "dbswatch running; Ctrl-C or SIGTERM stops it after the work in flight"
     );
 
@@ -57,7 +68,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                 None
             }
         };
-        let wake_ms = earliest(next_poll, next_delivery);
+        let wake_ms = earliest(earliest(next_poll, next_delivery), next_discovery);
         let sleep_for = match wake_ms {
             Some(ms) => Duration::from_millis((ms - app.clock.now_ms()).max(0) as u64),
             None => MAX_SLEEP,
@@ -70,25 +81,43 @@ pub async fn run(app: App, shutdown: CancellationToken) {
             _ = pass_done.notified() => {}
         }
 
+        if next_discovery.is_some_and(|at| at <= app.clock.now_ms()) {
+            log_discovery(&app.discover().await);
+            next_discovery = Some(app.clock.now_ms() + discover_every(&app));
+            schedule_new(&app, &mut heap, &mut scheduled, utc(app.clock.now_ms()));
+        }
+
         let now = utc(app.clock.now_ms());
         let mut due = Vec::new();
-        while let Some(Reverse((at, i))) = heap.peek().copied() {
-            if at > now {
+        while let Some(Reverse((at, _))) = heap.peek() {
+            if *at > now {
                 break;
             }
-            heap.pop();
-            due.push(i);
+            let Some(Reverse((_, name))) = heap.pop() else {
+                break;
+            };
+            // A retired watch leaves the heap the first time it comes up.
+            if app.find_watch(&name).is_some() {
+                due.push(name);
+            } else {
+                scheduled.remove(&name);
+            }
         }
         if !due.is_empty() {
-            let names: Vec<String> = due
-                .iter()
-                .map(|i| app.config.watches[*i].name.clone())
-                .collect();
-            app.poll_many(Some(&names)).await;
+            app.poll_many(Some(&due)).await;
             let after = utc(app.clock.now_ms());
-            for i in due {
-                if let Some(at) = app.config.watches[i].schedule.next_after(after) {
-                    heap.push(Reverse((at, i)));
+            for name in due {
+                let next = match app.find_watch(&name) {
+                    Some(w) if !app.is_done(&w).await => {
+                        next_fire(&w, after, app.config.dbs.jitter)
+                    }
+                    _ => None,
+                };
+                match next {
+                    Some(at) => heap.push(Reverse((at, name))),
+                    None => {
+                        scheduled.remove(&name);
+                    }
                 }
             }
         }
@@ -114,6 +143,59 @@ fn spawn_delivery(app: &App, done: &Arc<Notify>) -> tokio::task::JoinHandle<()> 
         deliver(&app).await;
         done.notify_one();
     })
+}
+
+/// Puts every watch that is not scheduled yet on the heap.
+fn schedule_new(
+    app: &App,
+    heap: &mut BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
+    scheduled: &mut HashSet<String>,
+    now: DateTime<Utc>,
+) {
+    for watch in app.watches() {
+        if scheduled.contains(&watch.name) || app.runtime.is_done(&watch.name) {
+            continue;
+        }
+        match next_fire(&watch, now, app.config.dbs.jitter) {
+            Some(at) => {
+                scheduled.insert(watch.name.clone());
+                heap.push(Reverse((at, watch.name)));
+            }
+            None => tracing::warn!(watch = %watch.name, "schedule never fires; watch not polled"),
+        }
+    }
+}
+
+/// The watch's next poll after `after`: its cron schedule shifted by the watch's stable offset
+/// in `[0, jitter)`, so watches sharing an expression spread out while each keeps its period.
+pub fn next_fire(
+    watch: &WatchConfig,
+    after: DateTime<Utc>,
+    jitter: Duration,
+) -> Option<DateTime<Utc>> {
+    let offset = TimeDelta::from_std(spread(&watch.name, jitter)).unwrap_or(TimeDelta::zero());
+    watch
+        .schedule
+        .next_after(after - offset)
+        .map(|at| at + offset)
+}
+
+fn discover_every(app: &App) -> i64 {
+    app.config.dbs.discover_interval.as_millis() as i64
+}
+
+fn log_discovery(report: &DiscoveryReport) {
+    if !report.added.is_empty() || !report.retired.is_empty() {
+        tracing::info!(
+            added = report.added.len(),
+            retired = report.retired.len(),
+            watching = report.watching,
+            "discovery"
+        );
+    }
+    for e in &report.errors {
+        tracing::warn!(error = %e, "discovery failed");
+    }
 }
 
 async fn deliver(app: &App) {
@@ -175,6 +257,50 @@ pub fn shutdown_on_signals() -> CancellationToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fire_times_keep_the_period_and_spread_500_watches() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let watch = |name: &str| WatchConfig {
+            name: name.to_string(),
+            target: crate::snapshot::Target::BackupPlan(name.to_string()),
+            schedule: crate::schedule::CronSchedule::parse("*/5 * * * *").unwrap(),
+            channels: Vec::new(),
+            account: None,
+            region: None,
+        };
+        let jitter = Duration::from_secs(30);
+        let w = watch("orders-db");
+        let offset = TimeDelta::from_std(spread("orders-db", jitter)).unwrap();
+        let first = next_fire(&w, at("2026-12-03T10:00:00Z"), jitter).unwrap();
+        assert_eq!(first, at("2026-12-03T10:00:00Z") + offset);
+        let second = next_fire(&w, first, jitter).unwrap();
+        assert_eq!(second - first, TimeDelta::minutes(5), "the period is kept");
+        assert_eq!(
+            next_fire(&w, at("2026-12-03T10:00:00Z"), Duration::ZERO).unwrap(),
+            at("2026-12-03T10:05:00Z")
+        );
+        let times: HashSet<DateTime<Utc>> = (0..500)
+            .map(|i| {
+                next_fire(
+                    &watch(&format!("plans/dbs{i:06}")),
+                    at("2026-12-03T09:59:59Z"),
+                    jitter,
+                )
+                .unwrap()
+            })
+            .collect();
+        assert!(
+            times.len() > 450,
+            "only {} distinct fire times",
+            times.len()
+        );
+        assert!(
+            times
+                .iter()
+                .all(|t| *t >= at("2026-12-03T10:00:00Z") && *t < at("2026-12-03T10:00:30Z"))
+        );
+    }
 
     #[test]
     fn earliest_picks_the_sooner_known_time() {

@@ -214,6 +214,14 @@ pub enum CredentialError {
         /// What happened and what to do.
         reason: String,
     },
+    /// A watch or discover block names an account the config does not define.
+    #[error(
+        "there is no account named `{name}`; define it with an [[account]] block or fix the name"
+    )]
+    UnknownAccount {
+        /// The name asked for.
+        name: String,
+    },
 }
 
 /// A source of current credentials. Implementations cache and refresh as their source needs;

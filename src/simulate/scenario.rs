@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::fixtures;
 use crate::dbs::Credentials;
@@ -21,6 +21,21 @@ pub struct Scenario {
     access_key_secret: Secret,
     security_token: Option<Secret>,
     targets: Vec<ScriptedTarget>,
+    /// Successive `DescribeBackupPlanList` listings; each listing is the account's plans.
+    backup_plans: Vec<Vec<Map<String, Value>>>,
+    /// Restore tasks for `DescribeRestoreTaskList`, each with its successive states.
+    restore_tasks: Vec<ScriptedTask>,
+    /// `DescribeJobErrorCode` answers by task id.
+    job_errors: Vec<(String, Map<String, Value>)>,
+}
+
+/// A restore task and the states it goes through, one per query of its id; the last repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedTask {
+    /// `RestoreTaskId`.
+    pub id: String,
+    /// Item objects of `DescribeRestoreTaskList`, `RestoreTaskId` filled in.
+    pub steps: Vec<Map<String, Value>>,
 }
 
 /// One target and the replies it gives to successive polls; the last step repeats forever.
@@ -118,7 +133,39 @@ struct ScenarioFile {
     access_key_secret: String,
     #[serde(default)]
     security_token: Option<String>,
+    #[serde(default)]
     targets: Vec<TargetFile>,
+    #[serde(default)]
+    backup_plans: Option<PlansFile>,
+    #[serde(default)]
+    restore_tasks: Vec<TaskFile>,
+    #[serde(default)]
+    job_errors: serde_json::Map<String, Value>,
+}
+
+/// `backup_plans`: one listing (a list of plan objects) or several (`{"listings": [[...], ...]}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PlansFile {
+    Listings {
+        listings: Vec<Vec<Map<String, Value>>>,
+    },
+    One(Vec<Map<String, Value>>),
+}
+
+/// A restore task: scripted states (`{"restore_task_id", "steps"}`) or one fixed object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TaskFile {
+    Scripted(ScriptedTaskFile),
+    Fixed(Map<String, Value>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptedTaskFile {
+    restore_task_id: String,
+    steps: Vec<Map<String, Value>>,
 }
 
 #[derive(Deserialize)]
@@ -154,7 +201,69 @@ impl Scenario {
             access_key_secret: Secret::new(access_key_secret),
             security_token: None,
             targets: Vec::new(),
+            backup_plans: Vec::new(),
+            restore_tasks: Vec::new(),
+            job_errors: Vec::new(),
         }
+    }
+
+    /// Sets the successive answers of `DescribeBackupPlanList`: each listing (started by a
+    /// request for page 0) shows the next list of plans; the last one repeats. Plans are JSON
+    /// objects with the documented fields (`BackupPlanId`, `BackupPlanName`, ...).
+    ///
+    /// # Panics
+    /// When a plan is not a JSON object.
+    pub fn with_backup_plan_listings(mut self, listings: Vec<Vec<Value>>) -> Scenario {
+        self.backup_plans = listings
+            .into_iter()
+            .map(|l| l.into_iter().map(object).collect())
+            .collect();
+        self
+    }
+
+    /// Adds a restore task whose successive states are `steps` (item objects of
+    /// `DescribeRestoreTaskList`; `RestoreTaskId` is filled in). A query of its id plays the next
+    /// state; a listing shows the state last played.
+    ///
+    /// # Panics
+    /// When `steps` is empty or a step is not a JSON object.
+    pub fn with_restore_task(mut self, id: impl Into<String>, steps: Vec<Value>) -> Scenario {
+        assert!(!steps.is_empty(), "a scripted restore task needs a state");
+        let id = id.into();
+        self.restore_tasks.retain(|t| t.id != id);
+        let steps = steps.into_iter().map(|s| with_id(object(s), &id)).collect();
+        self.restore_tasks.push(ScriptedTask { id, steps });
+        self
+    }
+
+    /// Makes `DescribeJobErrorCode` answer for `task_id` with this `Item` (`ErrorCode`,
+    /// `ErrorMessage`, `JobState`, `JobType`; `JobId` is filled in).
+    ///
+    /// # Panics
+    /// When `item` is not a JSON object.
+    pub fn with_job_error(mut self, task_id: impl Into<String>, item: Value) -> Scenario {
+        let task_id = task_id.into();
+        self.job_errors.retain(|(id, _)| *id != task_id);
+        self.job_errors.push((task_id, object(item)));
+        self
+    }
+
+    /// The scripted plan listings.
+    pub fn backup_plan_listings(&self) -> &[Vec<Map<String, Value>>] {
+        &self.backup_plans
+    }
+
+    /// The scripted restore tasks.
+    pub fn restore_tasks(&self) -> &[ScriptedTask] {
+        &self.restore_tasks
+    }
+
+    /// The `DescribeJobErrorCode` item for a task id.
+    pub fn job_error(&self, task_id: &str) -> Option<&Map<String, Value>> {
+        self.job_errors
+            .iter()
+            .find(|(id, _)| id == task_id)
+            .map(|(_, item)| item)
     }
 
     /// Requires this STS token on every request, as the gateway does for STS AccessKeys.
@@ -210,10 +319,69 @@ impl Scenario {
                 "access_key_id and access_key_secret must not be empty".to_string(),
             ));
         }
-        if file.targets.is_empty() {
-            return Err(invalid("targets is empty".to_string()));
+        if file.targets.is_empty()
+            && file.backup_plans.is_none()
+            && file.restore_tasks.is_empty()
+            && file.job_errors.is_empty()
+        {
+            return Err(invalid(
+                "targets is empty (and there are no backup_plans, restore_tasks or job_errors)"
+                    .to_string(),
+            ));
         }
         let mut scenario = Scenario::new(file.access_key_id, file.access_key_secret);
+        scenario.backup_plans = match file.backup_plans {
+            Some(PlansFile::Listings { listings }) => listings,
+            Some(PlansFile::One(plans)) => vec![plans],
+            None => Vec::new(),
+        };
+        for (i, listing) in scenario.backup_plans.iter().enumerate() {
+            if let Some(n) = listing
+                .iter()
+                .position(|p| !p.get("BackupPlanId").is_some_and(Value::is_string))
+            {
+                return Err(invalid(format!(
+                    "backup plan {} of listing {} needs a string BackupPlanId",
+                    n + 1,
+                    i + 1
+                )));
+            }
+        }
+        for (i, task) in file.restore_tasks.into_iter().enumerate() {
+            let (id, steps) = match task {
+                TaskFile::Scripted(t) => (t.restore_task_id, t.steps),
+                TaskFile::Fixed(item) => match item.get("RestoreTaskId").and_then(Value::as_str) {
+                    Some(id) => (id.to_string(), vec![item]),
+                    None => {
+                        return Err(invalid(format!(
+                            "restore task {} needs a RestoreTaskId (or restore_task_id and steps)",
+                            i + 1
+                        )));
+                    }
+                },
+            };
+            if id.trim().is_empty() || steps.is_empty() {
+                return Err(invalid(format!(
+                    "restore task {} needs a non-empty id and at least one step",
+                    i + 1
+                )));
+            }
+            if scenario.restore_tasks.iter().any(|t| t.id == id) {
+                return Err(invalid(format!("restore task {id} appears twice")));
+            }
+            let steps = steps.into_iter().map(|s| with_id(s, &id)).collect();
+            scenario.restore_tasks.push(ScriptedTask { id, steps });
+        }
+        for (task_id, item) in file.job_errors {
+            match item {
+                Value::Object(item) => scenario.job_errors.push((task_id, item)),
+                _ => {
+                    return Err(invalid(format!(
+                        "job_errors.{task_id} must be an object with ErrorCode and ErrorMessage"
+                    )));
+                }
+            }
+        }
         scenario.security_token = file.security_token.map(Secret::new);
         for (t, target_file) in file.targets.into_iter().enumerate() {
             let target = match (target_file.backup_plan_id, target_file.restore_task_id) {
@@ -287,6 +455,18 @@ impl Scenario {
             .find(|t| &t.target == target)
             .map(|t| t.steps.as_slice())
     }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("scripted DBS items are JSON objects, not {other}"),
+    }
+}
+
+fn with_id(mut item: Map<String, Value>, id: &str) -> Map<String, Value> {
+    item.insert("RestoreTaskId".to_string(), Value::String(id.to_string()));
+    item
 }
 
 fn unknown_fixture(name: &str) -> String {
@@ -428,6 +608,21 @@ mod tests {
         };
         for (text, needle) in [
             (base("[]"), "targets is empty"),
+            (
+                r#"{"access_key_id":"id","access_key_secret":"s","backup_plans":[{"BackupPlanName":"x"}]}"#
+                    .to_string(),
+                "needs a string BackupPlanId",
+            ),
+            (
+                r#"{"access_key_id":"id","access_key_secret":"s","restore_tasks":[{"RestoreStatus":"running"}]}"#
+                    .to_string(),
+                "needs a RestoreTaskId",
+            ),
+            (
+                r#"{"access_key_id":"id","access_key_secret":"s","job_errors":{"r1":"boom"}}"#
+                    .to_string(),
+                "must be an object",
+            ),
             (base(r#"[{"steps":[{"body":"x"}]}]"#), "exactly one"),
             (
                 base(r#"[{"backup_plan_id":"a","restore_task_id":"b","steps":[{"body":"x"}]}]"#),
@@ -502,5 +697,34 @@ mod tests {
         let creds = scenario.credentials();
         assert_eq!(creds.access_key_id, "id");
         assert_eq!(creds.access_key_secret.expose(), "s");
+    }
+
+    #[test]
+    fn plans_restore_tasks_and_job_errors_load_from_a_file() {
+        let scenario = parse(
+            r#"{"access_key_id":"id","access_key_secret":"s",
+                "backup_plans":{"listings":[[{"BackupPlanId":"p1"},{"BackupPlanId":"p2"}],[{"BackupPlanId":"p1"}]]},
+                "restore_tasks":[
+                  {"restore_task_id":"r1","steps":[{"RestoreStatus":"running"},{"RestoreStatus":"finish"}]},
+                  {"RestoreTaskId":"r2","RestoreStatus":"stop"}],
+                "job_errors":{"r2":{"ErrorCode":"E1","ErrorMessage":"boom"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(scenario.backup_plan_listings().len(), 2);
+        assert_eq!(scenario.backup_plan_listings()[0].len(), 2);
+        let tasks = scenario.restore_tasks();
+        assert_eq!(tasks[0].id, "r1");
+        assert_eq!(tasks[0].steps.len(), 2);
+        assert_eq!(tasks[0].steps[1]["RestoreTaskId"], "r1");
+        assert_eq!(tasks[1].steps[0]["RestoreStatus"], "stop");
+        assert_eq!(scenario.job_error("r2").unwrap()["ErrorCode"], "E1");
+        assert!(scenario.job_error("r1").is_none());
+        // A single listing may be written as a plain list.
+        let one = parse(
+            r#"{"access_key_id":"id","access_key_secret":"s","backup_plans":[{"BackupPlanId":"p1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(one.backup_plan_listings().len(), 1);
+        assert!(one.targets().is_empty());
     }
 }

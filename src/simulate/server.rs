@@ -13,13 +13,14 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::scenario::{Scenario, Step};
+use crate::dbs::lists::{JOB_ERROR_CODE, LIST_BACKUP_PLANS, LIST_RESTORE_TASKS};
 use crate::dbs::response::SERVER_STRING_TO_SIGN_MARKER;
 use crate::dbs::sign::{Verification, parse_query, verify};
 use crate::dbs::{ACTION, API_VERSION};
@@ -40,6 +41,14 @@ const REQUIRED: [&str; 8] = [
     "Signature",
 ];
 
+/// The actions the double answers.
+pub const ACTIONS: [&str; 4] = [
+    ACTION,
+    LIST_BACKUP_PLANS,
+    LIST_RESTORE_TASKS,
+    JOB_ERROR_CODE,
+];
+
 /// Shared by the handlers and by [`SimServer`]'s counters.
 #[derive(Debug)]
 struct SimState {
@@ -47,6 +56,12 @@ struct SimState {
     served: Mutex<HashMap<Target, usize>>,
     nonces: Mutex<HashMap<String, DateTime<Utc>>>,
     requests: AtomicUsize,
+    rejected: AtomicUsize,
+    calls: Mutex<HashMap<String, usize>>,
+    /// `DescribeBackupPlanList` listings started (requests for page 0).
+    listings: AtomicUsize,
+    /// How many times each restore task was queried by id.
+    task_plays: Mutex<HashMap<String, usize>>,
 }
 
 impl SimState {
@@ -56,6 +71,10 @@ impl SimState {
             served: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),
             requests: AtomicUsize::new(0),
+            rejected: AtomicUsize::new(0),
+            calls: Mutex::new(HashMap::new()),
+            listings: AtomicUsize::new(0),
+            task_plays: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -137,6 +156,17 @@ impl SimServer {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// How many requests the gateway checks refused (bad signature, unknown key, old timestamp,
+    /// reused nonce, ...). Tests assert it is zero: every request they sent was signed right.
+    pub fn rejected(&self) -> usize {
+        self.state.rejected.load(Ordering::SeqCst)
+    }
+
+    /// How many requests of `action` passed the gateway checks.
+    pub fn calls(&self, action: &str) -> usize {
+        lock(&self.state.calls).get(action).copied().unwrap_or(0)
+    }
+
     /// Stops accepting, lets in-flight requests finish, and returns the server's result.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -191,6 +221,7 @@ async fn handle(
     }
     match check_gateway(&state, &method, &params) {
         Err(rejection) => {
+            state.rejected.fetch_add(1, Ordering::SeqCst);
             debug!(code = rejection.code, "simulator rejects the request");
             gateway_error(
                 &headers,
@@ -199,7 +230,16 @@ async fn handle(
                 &rejection.message,
             )
         }
-        Ok(()) => answer(&state, &params),
+        Ok(()) => {
+            let action = param(&params, "Action").unwrap_or_default().to_string();
+            *lock(&state.calls).entry(action.clone()).or_insert(0) += 1;
+            match action.as_str() {
+                LIST_BACKUP_PLANS => list_backup_plans(&state, &params),
+                LIST_RESTORE_TASKS => list_restore_tasks(&state, &params),
+                JOB_ERROR_CODE => job_error_code(&state, &params),
+                _ => answer(&state, &params),
+            }
+        }
     }
 }
 
@@ -328,7 +368,7 @@ fn check_gateway(
             );
         }
     }
-    if get("Action") != ACTION {
+    if !ACTIONS.contains(&get("Action")) {
         return fail(
             StatusCode::BAD_REQUEST,
             "InvalidAction.NotFound",
@@ -402,6 +442,155 @@ fn answer(state: &SimState, params: &[(String, String)]) -> Response {
         "simulator plays a step"
     );
     play(step)
+}
+
+/// `PageNum` (from 0) and `PageSize` (1 to 100, default 30), or the DBS error for bad values.
+fn paging(params: &[(String, String)]) -> Result<(usize, usize), Response> {
+    let number = |name: &str, default: usize| match param(params, name) {
+        None | Some("") => Ok(default),
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            dbs_error(
+                "InvalidParameterValid",
+                &format!("The specified parameter {name} value is not valid."),
+            )
+        }),
+    };
+    let page = number("PageNum", 0)?;
+    let size = number("PageSize", 30)?;
+    if !(1..=100).contains(&size) {
+        return Err(dbs_error(
+            "InvalidParameterValid",
+            "The specified parameter PageSize value is not valid.",
+        ));
+    }
+    Ok((page, size))
+}
+
+/// A list answer: one page of `items` under `Items.<key>`, with the totals.
+fn list_page(key: &str, items: Vec<Map<String, Value>>, page: usize, size: usize) -> Response {
+    let total = items.len();
+    let body = json!({
+        "RequestId": fresh_request_id(),
+        "HttpStatusCode": 200,
+        "Success": true,
+        "PageNum": page,
+        "PageSize": size,
+        "TotalElements": total,
+        "TotalPages": total.div_ceil(size),
+        "Items": { key: items.into_iter().skip(page * size).take(size).collect::<Vec<_>>() },
+    });
+    play(&Step::json(200, &body))
+}
+
+fn field<'a>(item: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(Value::as_str)
+}
+
+/// `DescribeBackupPlanList`: the current listing, filtered by `BackupPlanId` (comma list),
+/// `Region` (the plan's `SourceEndpointRegion`), `BackupPlanStatus` and `BackupPlanName`
+/// (substring), then paged. A request for page 0 starts the next scripted listing.
+fn list_backup_plans(state: &SimState, params: &[(String, String)]) -> Response {
+    let (page, size) = match paging(params) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let listings = state.scenario.backup_plan_listings();
+    let index = if page == 0 {
+        state.listings.fetch_add(1, Ordering::SeqCst)
+    } else {
+        state.listings.load(Ordering::SeqCst).saturating_sub(1)
+    };
+    let listing = match listings.len() {
+        0 => Vec::new(),
+        n => listings[index.min(n - 1)].clone(),
+    };
+    let ids: Option<Vec<&str>> = param(params, "BackupPlanId")
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(str::trim).collect());
+    let wanted = |name: &str| param(params, name).filter(|v| !v.is_empty());
+    let plans: Vec<Map<String, Value>> = listing
+        .into_iter()
+        .filter(|p| {
+            ids.as_ref()
+                .is_none_or(|ids| field(p, "BackupPlanId").is_some_and(|id| ids.contains(&id)))
+        })
+        .filter(|p| wanted("Region").is_none_or(|r| field(p, "SourceEndpointRegion") == Some(r)))
+        .filter(|p| {
+            wanted("BackupPlanStatus").is_none_or(|s| field(p, "BackupPlanStatus") == Some(s))
+        })
+        .filter(|p| {
+            wanted("BackupPlanName")
+                .is_none_or(|n| field(p, "BackupPlanName").is_some_and(|name| name.contains(n)))
+        })
+        .collect();
+    list_page("BackupPlanDetail", plans, page, size)
+}
+
+/// `DescribeRestoreTaskList`: by `RestoreTaskId` (comma list; each named task plays its next
+/// state), or every task in its current state, filtered by `BackupPlanId` and the
+/// `StartTimestamp`/`EndTimestamp` window on `RestoreTaskCreateTime`, then paged.
+fn list_restore_tasks(state: &SimState, params: &[(String, String)]) -> Response {
+    let (page, size) = match paging(params) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let tasks = state.scenario.restore_tasks();
+    let named: Option<Vec<&str>> = param(params, "RestoreTaskId")
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(str::trim).collect());
+    let mut plays = lock(&state.task_plays);
+    let mut items = Vec::new();
+    for task in tasks {
+        let step = match &named {
+            Some(ids) if !ids.contains(&task.id.as_str()) => continue,
+            Some(_) => {
+                let played = plays.entry(task.id.clone()).or_insert(0);
+                *played += 1;
+                *played - 1
+            }
+            None => plays.get(&task.id).map_or(0, |n| n.saturating_sub(1)),
+        };
+        items.push(task.steps[step.min(task.steps.len() - 1)].clone());
+    }
+    drop(plays);
+    let number = |name: &str| param(params, name).and_then(|v| v.trim().parse::<i64>().ok());
+    let created = |t: &Map<String, Value>| t.get("RestoreTaskCreateTime").and_then(Value::as_i64);
+    let (start, end) = (number("StartTimestamp"), number("EndTimestamp"));
+    let plan = param(params, "BackupPlanId").filter(|v| !v.is_empty());
+    let items: Vec<Map<String, Value>> = items
+        .into_iter()
+        .filter(|t| plan.is_none_or(|p| field(t, "BackupPlanId") == Some(p)))
+        .filter(|t| start.is_none_or(|s| created(t).is_none_or(|c| c >= s)))
+        .filter(|t| end.is_none_or(|e| created(t).is_none_or(|c| c <= e)))
+        .collect();
+    list_page("RestoreTaskDetail", items, page, size)
+}
+
+/// `DescribeJobErrorCode`: the scripted item for `TaskId`, else DBS's parameter error.
+fn job_error_code(state: &SimState, params: &[(String, String)]) -> Response {
+    let Some(task_id) = param(params, "TaskId").filter(|v| !v.is_empty()) else {
+        return dbs_error(
+            "InvalidParameterValid",
+            "The specified parameter TaskId value is not valid.",
+        );
+    };
+    let Some(item) = state.scenario.job_error(task_id) else {
+        return dbs_error(
+            "InvalidParameterValid",
+            "The specified parameter TaskId value is not valid.",
+        );
+    };
+    let mut item = item.clone();
+    item.insert("JobId".into(), Value::String(task_id.to_string()));
+    item.entry("Language")
+        .or_insert_with(|| Value::String(param(params, "Language").unwrap_or("en").to_string()));
+    let body = json!({
+        "RequestId": fresh_request_id(),
+        "HttpStatusCode": 200,
+        "Success": true,
+        "Item": item,
+    });
+    play(&Step::json(200, &body))
 }
 
 fn play(step: &Step) -> Response {
