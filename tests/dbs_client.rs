@@ -542,3 +542,135 @@ async fn redirects_are_not_followed() {
     ));
     assert!(!error.is_retryable());
 }
+
+#[tokio::test]
+async fn throttling_is_honoured_and_the_backoff_recorded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            reply(400, "errors/http400-throttling-user.json")
+                .insert_header("x-acs-retry-after", "250"),
+        )
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(reply(200, "precheck-passes/02.json"))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let client = client(&server, 3);
+    let started = Instant::now();
+    client.describe_precheck_progress(&plan()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let stats = client.stats();
+    assert_eq!(stats.requests, 3);
+    assert_eq!(stats.retries, 2);
+    assert_eq!(stats.backoffs.len(), 2);
+    for (n, backoff) in stats.backoffs.iter().enumerate() {
+        assert_eq!(backoff.action, "DescribePreCheckProgressList");
+        assert_eq!(backoff.attempt, n as u32 + 1);
+        assert_eq!(backoff.kind, ErrorKind::Throttled);
+        assert_eq!(backoff.code.as_deref(), Some("Throttling.User"));
+        assert_eq!(backoff.retry_after, Some(Duration::from_millis(250)));
+        assert!(backoff.delay >= Duration::from_millis(250), "{backoff:?}");
+    }
+    // Each attempt was signed afresh.
+    let requests = server.received_requests().await.unwrap();
+    let nonces: std::collections::HashSet<String> = requests
+        .iter()
+        .map(|r| params_of(r)["SignatureNonce"].clone())
+        .collect();
+    assert_eq!(nonces.len(), 3);
+    for r in &requests {
+        assert_signed(r, SECRET);
+    }
+}
+
+#[tokio::test]
+async fn a_clock_minutes_off_is_warned_about_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(reply(200, "precheck-passes/01.json"))
+        .mount(&server)
+        .await;
+    // Our clock runs 20 minutes behind the server's Date header.
+    let client = client(&server, 0).with_clock(Clock::from_fn(|| {
+        Utc::now() - chrono::TimeDelta::minutes(20)
+    }));
+    for _ in 0..3 {
+        client.describe_precheck_progress(&plan()).await.unwrap();
+    }
+    let stats = client.stats();
+    let skew = stats.clock_skew.expect("the server sent a Date header");
+    assert!(
+        (skew - chrono::TimeDelta::minutes(20)).num_seconds().abs() <= 5,
+        "{skew:?}"
+    );
+    assert_eq!(stats.clock_skew_warnings, 1, "warned once, not per request");
+
+    // A clock that is right measures a skew of about nothing and warns never.
+    let fine = self::client(&server, 0);
+    fine.describe_precheck_progress(&plan()).await.unwrap();
+    assert_eq!(fine.stats().clock_skew_warnings, 0);
+    assert!(fine.stats().clock_skew.unwrap().num_seconds().abs() <= 5);
+    for r in &server.received_requests().await.unwrap() {
+        assert_signed(r, SECRET);
+    }
+}
+
+#[tokio::test]
+async fn the_limiter_spaces_every_attempt() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(reply(200, "precheck-passes/01.json"))
+        .mount(&server)
+        .await;
+    let limiter = dbswatch::dbs::Limiter::new(dbswatch::dbs::LimiterSettings {
+        requests_per_second: 20.0,
+        max_concurrent: 2,
+    });
+    let client = client(&server, 0).with_limiter(limiter.clone());
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let client = client.clone();
+        tasks.spawn(async move { client.describe_precheck_progress(&plan()).await });
+    }
+    for result in tasks.join_all().await {
+        result.unwrap();
+    }
+    // Six starts 50 ms apart: the last one at least 250 ms after the first.
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(limiter.stats().granted, 6);
+    assert_eq!(limiter.stats().delayed, 5);
+    assert_eq!(client.stats().requests, 6);
+    for r in &server.received_requests().await.unwrap() {
+        assert_signed(r, SECRET);
+    }
+}
+
+#[tokio::test]
+async fn list_actions_share_the_retry_and_name_their_ram_action() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(reply(403, "errors/http403-forbidden.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let error = client(&server, 3)
+        .list_backup_plans(&dbswatch::dbs::lists::PlanQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Permission);
+    assert!(
+        error
+            .to_string()
+            .contains("grant dbs:DescribeBackupPlanList"),
+        "{error}"
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert_signed(&requests[0], SECRET);
+    assert_eq!(params_of(&requests[0])["Action"], "DescribeBackupPlanList");
+}
