@@ -206,16 +206,13 @@ impl App {
             }
             let mut runtime = self.runtime.write();
             for (name, watch) in wanted {
-                if !runtime.contains_key(&name) {
-                    tracing::info!(watch = %name, discover = %block.name, "now watching");
-                    report.added.push(name.clone());
-                    runtime.insert(
-                        name,
-                        Discovered {
-                            block: block.name.clone(),
-                            watch,
-                        },
-                    );
+                if let std::collections::btree_map::Entry::Vacant(slot) = runtime.entry(name) {
+                    tracing::info!(watch = %slot.key(), discover = %block.name, "now watching");
+                    report.added.push(slot.key().clone());
+                    slot.insert(Discovered {
+                        block: block.name.clone(),
+                        watch,
+                    });
                 }
             }
         }

@@ -168,8 +168,16 @@ async fn a_named_profile_is_looked_up_in_both_files() {
     settings.profile = Some("billing".into());
     assert_eq!(key_of(&settings).await.0, "LTAIiniBilling1");
 
-    // ALIBABA_CLOUD_PROFILE does the same as `profile`.
+    // ALIBABA_CLOUD_PROFILE does the same as `profile`...
     let settings = home.settings(&[("ALIBABA_CLOUD_PROFILE", "billing")]);
+    assert_eq!(key_of(&settings).await.0, "LTAIiniBilling1");
+    // ...except that, as in the official tools, keys in the environment still come first; a
+    // profile named in the config is a choice of source and wins over them.
+    let mut env = ENV_KEYS.to_vec();
+    env.push(("ALIBABA_CLOUD_PROFILE", "billing"));
+    let mut settings = home.settings(&env);
+    assert_eq!(key_of(&settings).await.0, "LTAIenvKey00001");
+    settings.profile = Some("billing".into());
     assert_eq!(key_of(&settings).await.0, "LTAIiniBilling1");
 
     // A name in neither file is an error that lists what there is, not a silent fallback.

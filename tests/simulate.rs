@@ -392,3 +392,75 @@ async fn sim_server_shutdown_is_graceful() {
         .unwrap_err();
     assert!(error.is_connect(), "{error}");
 }
+
+#[tokio::test]
+async fn list_actions_are_signature_checked_paged_and_scripted() {
+    let plans: Vec<serde_json::Value> = (1..=5)
+        .map(|i| serde_json::json!({"BackupPlanId": format!("dbsp{i}"), "BackupPlanStatus": "running",
+                                     "SourceEndpointRegion": if i % 2 == 0 { "cn-shanghai" } else { "cn-hangzhou" }}))
+        .collect();
+    let scenario = Scenario::new(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
+        .with_backup_plan_listings(vec![plans.clone(), plans[..1].to_vec()]);
+    let sim = spawn_local(scenario).await.unwrap();
+    let client = demo_client(&sim);
+    let call = |params: Vec<(&'static str, String)>| {
+        let client = client.clone();
+        async move {
+            client
+                .call("DescribeBackupPlanList", params, &["Items"])
+                .await
+        }
+    };
+    // Page 1 of pages of 2, filtered to Shanghai: the second of two plans.
+    let answer = call(vec![
+        ("PageNum", "0".into()),
+        ("PageSize", "1".into()),
+        ("Region", "cn-shanghai".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(answer.object["TotalElements"], 2);
+    assert_eq!(answer.object["TotalPages"], 2);
+    assert_eq!(
+        answer.object["Items"]["BackupPlanDetail"][0]["BackupPlanId"],
+        "dbsp2"
+    );
+    let answer = call(vec![
+        ("PageNum", "1".into()),
+        ("PageSize", "1".into()),
+        ("Region", "cn-shanghai".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        answer.object["Items"]["BackupPlanDetail"][0]["BackupPlanId"],
+        "dbsp4"
+    );
+    // A new listing (page 0 again) plays the next script step.
+    let answer = call(vec![("PageNum", "0".into())]).await.unwrap();
+    assert_eq!(answer.object["TotalElements"], 1);
+    // Bad paging is DBS's parameter error.
+    let error = call(vec![("PageSize", "500".into())]).await.unwrap_err();
+    assert_eq!(error.code(), Some("InvalidParameterValid"));
+    assert_eq!(sim.rejected(), 0);
+
+    // A wrong secret is refused before any of that, for list actions too.
+    let wrong = DbsClient::new(
+        Credentials::new(DEMO_ACCESS_KEY_ID, "wrong-secret"),
+        options(&sim),
+    )
+    .unwrap();
+    let error = wrong
+        .list_backup_plans(&dbswatch::dbs::lists::PlanQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("SignatureDoesNotMatch"));
+    assert_eq!(sim.rejected(), 1);
+    assert_eq!(sim.calls("DescribeBackupPlanList"), 4);
+    // Unknown actions are the gateway's.
+    let error = client
+        .call("DescribeRegions", vec![], &["Regions"])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("InvalidAction.NotFound"));
+}

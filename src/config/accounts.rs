@@ -233,6 +233,18 @@ pub(super) fn build_account(
             ),
         );
     }
+    let profile = non_empty(raw.profile);
+    if profile.is_some() && from_config {
+        p.push(
+            section,
+            index,
+            Some("profile"),
+            format!(
+                "{label}`profile` and access_key_id/access_key_secret both give credentials; \
+                 keep one"
+            ),
+        );
+    }
     let metadata_endpoint = non_empty(raw.metadata_endpoint);
     if let Some(url) = &metadata_endpoint
         && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -323,7 +335,7 @@ pub(super) fn build_account(
     let chain = ChainSettings {
         config_credentials: if from_config { merged.clone() } else { None },
         source,
-        profile: non_empty(raw.profile),
+        profile,
         cli_config_file: non_empty(raw.cli_config_file).map(PathBuf::from),
         credentials_file: non_empty(raw.credentials_file).map(PathBuf::from),
         ecs_ram_role: non_empty(raw.ecs_ram_role),
@@ -630,5 +642,271 @@ impl AliyunConfig {
         } else {
             Some(endpoint_for_region(region))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, ConfigError, parse};
+    use crate::dbs::credentials::CredentialSource;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "STAGING_SECRET" => Some("staging-secret".into()),
+            "HOME" => Some("/nonexistent-home".into()),
+            _ => None,
+        }
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("t.toml"), &env)
+    }
+
+    fn problems(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    const CHANNEL: &str = "[[channel]]\nname = \"ops\"\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\n";
+
+    #[test]
+    fn accounts_have_the_aliyun_keys_and_a_name() {
+        let c = load(&format!(
+            r#"
+[aliyun]
+region = "cn-shanghai"
+profile = "work"
+
+[[account]]
+name = "staging"
+access_key_id = "LTAIstaging0001"
+access_key_secret = "${{STAGING_SECRET}}"
+region = "ap-southeast-1"
+vpc = true
+
+[[account]]
+name = "ecs"
+credential_source = "ecs_ram_role"
+ecs_ram_role = "dbswatch"
+metadata_endpoint = "http://127.0.0.1:9/"
+
+[[watch]]
+name = "w"
+backup_plan_id = "p"
+schedule = "*/5 * * * *"
+account = "staging"
+{CHANNEL}"#
+        ))
+        .unwrap();
+        assert_eq!(c.aliyun.name, DEFAULT_ACCOUNT);
+        assert_eq!(c.aliyun.chain.profile.as_deref(), Some("work"));
+        assert_eq!(
+            c.aliyun.endpoint_url(),
+            "https://dbs-api.cn-hangzhou.aliyuncs.com",
+            "Shanghai is served from Hangzhou"
+        );
+        let staging = c.account(Some("staging")).unwrap();
+        assert_eq!(
+            staging.endpoint_url(),
+            "https://dbs-api-vpc.ap-southeast-1.aliyuncs.com"
+        );
+        assert_eq!(
+            staging.endpoint_for(Some("cn-shanghai")).as_deref(),
+            Some("https://dbs-api-vpc.cn-shanghai.aliyuncs.com")
+        );
+        let creds = staging.chain.config_credentials.as_ref().unwrap();
+        assert_eq!(creds.access_key_secret.expose(), "staging-secret");
+        let ecs = c.account(Some("ecs")).unwrap();
+        assert_eq!(ecs.chain.source, Some(SourceKind::EcsRamRole));
+        assert_eq!(
+            ecs.chain.metadata_endpoint.as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(c.watches[0].account.as_deref(), Some("staging"));
+        assert_eq!(c.all_accounts().count(), 3);
+        assert!(!format!("{c:?}").contains("staging-secret"));
+        assert_eq!(c.redactor().redact("x staging-secret"), "x ***");
+        // The pinned source resolves without touching the network.
+        let provider = crate::dbs::credentials::resolve(&ecs.chain).unwrap();
+        assert!(matches!(
+            provider.source(),
+            CredentialSource::EcsRamRole { role: Some(ref r), .. } if r == "dbswatch"
+        ));
+    }
+
+    #[test]
+    fn account_mistakes_are_reported_with_their_line() {
+        let text = format!(
+            r#"
+[[account]]
+access_key_id = "x"
+
+[[account]]
+name = "default"
+
+[[account]]
+name = "a"
+credential_source = "vault"
+vpc = true
+endpoint = "https://example.com"
+acces_key_id = "typo"
+
+[[account]]
+name = "a"
+
+[[account]]
+name = "fin"
+region = "cn-hangzhou-finance"
+vpc = true
+
+[[watch]]
+name = "w"
+backup_plan_id = "p"
+schedule = "*/5 * * * *"
+account = "nope"
+{CHANNEL}"#
+        );
+        let all = problems(&text);
+        for needle in [
+            "t.toml:2: account[1]: every [[account]] needs a `name`",
+            "t.toml:6: account[2].name: `default` is the name of [aliyun]",
+            "t.toml:10: account[3].credential_source: account `a`: unknown credential_source `vault`; use one of config, env",
+            "t.toml:11: account[3].vpc: account `a`: `vpc = true` and `endpoint` both",
+            "t.toml:13: account[3].acces_key_id: unknown key `acces_key_id` in [[account]]; did you mean `access_key_id`?",
+            "t.toml:16: account[4].name: account name `a` is used twice",
+            "account[5].vpc: account `fin`: region cn-hangzhou-finance has no DBS VPC endpoint",
+            "watch[1].account: watch `w` names account `nope`, which is not defined; defined: default, a, fin",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn dbs_settings_have_conservative_defaults_and_are_checked() {
+        let c = load("").unwrap();
+        assert_eq!(c.dbs, DbsSettings::default());
+        assert_eq!(c.dbs.limiter.requests_per_second, 5.0);
+        assert_eq!(c.dbs.limiter.max_concurrent, 4);
+        assert_eq!(c.dbs.stop_restore_after_polls, 3);
+        let c = load(
+            "[dbs]\nrequests_per_second = 2.5\nmax_concurrent_requests = 1\njitter_secs = 0\n\
+             stop_restore_after_polls = 0\ndiscover_interval_mins = 30\n",
+        )
+        .unwrap();
+        assert_eq!(c.dbs.limiter.requests_per_second, 2.5);
+        assert_eq!(c.dbs.jitter, Duration::ZERO);
+        assert_eq!(c.dbs.stop_restore_after_polls, 0);
+        assert_eq!(c.dbs.discover_interval, Duration::from_secs(1800));
+        let all =
+            problems("[dbs]\nrequests_per_second = 0\nmax_concurrent_requests = 0\nrate = 1\n");
+        assert!(
+            all.contains("requests_per_second must be more than 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("max_concurrent_requests must be at least 1"),
+            "{all}"
+        );
+        assert!(all.contains("unknown key `rate` in [dbs]"), "{all}");
+    }
+
+    #[test]
+    fn discover_blocks_are_built_and_checked() {
+        let c = load(&format!(
+            r#"
+[[discover]]
+name = "orders"
+kind = "backup_plans"
+region = "cn-shanghai"
+match_name = "orders-*"
+status = ["running"]
+database_type = ["MySQL"]
+schedule = "*/10 * * * *"
+
+[[discover]]
+name = "drills"
+kind = "restore_tasks"
+recent_days = 3
+status = ["running", "pause"]
+schedule = "*/2 * * * *"
+channels = ["ops"]
+{CHANNEL}"#
+        ))
+        .unwrap();
+        let d = &c.discover[0];
+        assert_eq!(d.kind, DiscoverKind::BackupPlans);
+        assert_eq!(d.region.as_deref(), Some("cn-shanghai"));
+        assert_eq!(
+            d.channels,
+            vec!["ops".to_string()],
+            "all channels by default"
+        );
+        assert_eq!(c.discover[1].recent, Duration::from_secs(3 * 86_400));
+
+        let all = problems(&format!(
+            r#"
+[[watch]]
+name = "taken"
+backup_plan_id = "p"
+schedule = "*/5 * * * *"
+
+[[discover]]
+name = "a/b"
+kind = "plans"
+schedule = "sometimes"
+
+[[discover]]
+name = "taken"
+kind = "restore_tasks"
+status = ["done"]
+database_type = ["MySQL"]
+account = "ghost"
+channels = ["nowhere"]
+{CHANNEL}"#
+        ));
+        for needle in [
+            "discover name `a/b` must not contain `/`",
+            "unknown kind `plans`",
+            "discover `a/b`:",
+            "discover name `taken` is already used",
+            "unknown status `done`; DBS uses init, running, stop, pause, check_pass, finish",
+            "restore tasks have no database type",
+            "names account `ghost`, which is not defined",
+            "needs a `schedule`",
+            "names channel `nowhere`",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn the_old_aliyun_section_and_env_default_still_work() {
+        let env = |name: &str| match name {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID" => Some("LTAIfromEnv0001".to_string()),
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET" => Some("env-secret".to_string()),
+            "ALIBABA_CLOUD_SECURITY_TOKEN" => Some("CAIS-env".to_string()),
+            _ => None,
+        };
+        let c = parse(
+            "[aliyun]\nregion = \"eu-central-1\"\ntimeout_secs = 3\nmax_retries = 1\n",
+            Path::new("t.toml"),
+            &env,
+        )
+        .unwrap();
+        let creds = c.aliyun.credentials.as_ref().unwrap();
+        assert_eq!(creds.access_key_id, "LTAIfromEnv0001");
+        assert_eq!(creds.security_token.as_ref().unwrap().expose(), "CAIS-env");
+        assert!(
+            c.aliyun.chain.config_credentials.is_none(),
+            "from the environment, not the file"
+        );
+        assert_eq!(
+            c.aliyun.endpoint_url(),
+            "https://dbs-api.eu-central-1.aliyuncs.com"
+        );
+        let provider = crate::dbs::credentials::resolve(&c.aliyun.chain).unwrap();
+        assert_eq!(provider.source(), CredentialSource::Environment);
     }
 }

@@ -17,7 +17,9 @@
 //!
 //! A profile named in the config (`profile = "name"`) or by `ALIBABA_CLOUD_PROFILE` is looked up
 //! in both files; when it is in neither, resolution fails instead of silently using something
-//! else. `credential_source` pins one source and skips the chain.
+//! else. A profile named in the config also skips steps 1 and 2 (it is a choice of source;
+//! `ALIBABA_CLOUD_PROFILE` is not, as in the official tools). `credential_source` pins one
+//! source and skips the chain.
 //!
 //! Resolution never reads the process environment or the home directory by itself: the variables
 //! are captured into [`ChainSettings`] by whoever builds it (the config loader passes its `env`
@@ -650,14 +652,18 @@ fn resolve_pinned(
 
 fn resolve_chain(settings: &ChainSettings) -> Result<CredentialProvider, CredentialError> {
     let mut tried = Vec::new();
-    if let Some(c) = settings.config_credentials.clone() {
-        return fixed(c, CredentialSource::Config);
+    // A profile named in the config is a choice of source: keys in the environment (meant for
+    // something else, or the default account) must not override it.
+    if settings.profile.is_none() {
+        if let Some(c) = settings.config_credentials.clone() {
+            return fixed(c, CredentialSource::Config);
+        }
+        tried.push("no access_key_id/access_key_secret in the config".to_string());
+        if let Some(c) = settings.env.access_key() {
+            return fixed(c, CredentialSource::Environment);
+        }
+        tried.push("ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET not set".to_string());
     }
-    tried.push("no access_key_id/access_key_secret in the config".to_string());
-    if let Some(c) = settings.env.access_key() {
-        return fixed(c, CredentialSource::Environment);
-    }
-    tried.push("ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET not set".to_string());
 
     let mut searched = Vec::new();
     if settings.env.flag("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {

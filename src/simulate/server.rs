@@ -444,26 +444,26 @@ fn answer(state: &SimState, params: &[(String, String)]) -> Response {
     play(step)
 }
 
-/// `PageNum` (from 0) and `PageSize` (1 to 100, default 30), or the DBS error for bad values.
-fn paging(params: &[(String, String)]) -> Result<(usize, usize), Response> {
-    let number = |name: &str, default: usize| match param(params, name) {
+/// `PageNum` (from 0) and `PageSize` (1 to 100, default 30), or the name of the bad one.
+fn paging(params: &[(String, String)]) -> Result<(usize, usize), &'static str> {
+    let number = |name: &'static str, default: usize| match param(params, name) {
         None | Some("") => Ok(default),
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            dbs_error(
-                "InvalidParameterValid",
-                &format!("The specified parameter {name} value is not valid."),
-            )
-        }),
+        Some(v) => v.trim().parse::<usize>().map_err(|_| name),
     };
     let page = number("PageNum", 0)?;
     let size = number("PageSize", 30)?;
     if !(1..=100).contains(&size) {
-        return Err(dbs_error(
-            "InvalidParameterValid",
-            "The specified parameter PageSize value is not valid.",
-        ));
+        return Err("PageSize");
     }
     Ok((page, size))
+}
+
+/// DBS's answer to a bad paging parameter.
+fn bad_paging(name: &str) -> Response {
+    dbs_error(
+        "InvalidParameterValid",
+        &format!("The specified parameter {name} value is not valid."),
+    )
 }
 
 /// A list answer: one page of `items` under `Items.<key>`, with the totals.
@@ -492,7 +492,7 @@ fn field<'a>(item: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 fn list_backup_plans(state: &SimState, params: &[(String, String)]) -> Response {
     let (page, size) = match paging(params) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(name) => return bad_paging(name),
     };
     let listings = state.scenario.backup_plan_listings();
     let index = if page == 0 {
@@ -532,7 +532,7 @@ fn list_backup_plans(state: &SimState, params: &[(String, String)]) -> Response 
 fn list_restore_tasks(state: &SimState, params: &[(String, String)]) -> Response {
     let (page, size) = match paging(params) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(name) => return bad_paging(name),
     };
     let tasks = state.scenario.restore_tasks();
     let named: Option<Vec<&str>> = param(params, "RestoreTaskId")

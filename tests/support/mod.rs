@@ -101,13 +101,16 @@ pub fn signature_problem(request: &Request, secret: &str) -> Option<String> {
     (sent != &expected).then(|| format!("Signature {sent} is not the expected {expected}"))
 }
 
+/// What a mock answers for a request's decoded parameters.
+type Answer = dyn Fn(&BTreeMap<String, String>) -> ResponseTemplate + Send + Sync;
+
 /// A wiremock responder for DBS actions: checks every request's signature with the secret of
 /// its `AccessKeyId`, answers a gateway `SignatureDoesNotMatch` when it fails, and otherwise
 /// returns what `answer` gives for the decoded parameters. Records every request's parameters.
 #[derive(Clone)]
 pub struct SignedDbs {
     secrets: Arc<Vec<(String, String)>>,
-    answer: Arc<dyn Fn(&BTreeMap<String, String>) -> ResponseTemplate + Send + Sync>,
+    answer: Arc<Answer>,
     /// Parameters of every request, in arrival order.
     pub seen: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     /// Requests whose signature failed.
