@@ -195,18 +195,22 @@ impl App {
         let result = client.describe_precheck_progress(&watch.target).await;
         let response = match result {
             Ok(r) => r,
-            Err(e) => {
-                let text = format!("{e}");
-                let hint = e.hint();
-                let message = if hint.is_empty() || text.contains(&hint) {
-                    text
-                } else {
-                    format!("{text}; {hint}")
-                };
-                self.fail_poll(&mut report, started_at, timer, e.code(), message)
-                    .await;
-                return report;
-            }
+            Err(e) => match self.precheck_gone(&client, watch, &e).await {
+                // A restore whose pre-check list DBS refuses is followed through its task list.
+                Some(r) => r,
+                None => {
+                    let text = format!("{e}");
+                    let hint = e.hint();
+                    let message = if hint.is_empty() || text.contains(&hint) {
+                        text
+                    } else {
+                        format!("{text}; {hint}")
+                    };
+                    self.fail_poll(&mut report, started_at, timer, e.code(), message)
+                        .await;
+                    return report;
+                }
+            },
         };
 
         // Diff against the stored baseline and record atomically; if another process recorded
@@ -246,7 +250,9 @@ impl App {
         timer: &Instant,
     ) -> Result<(PollOutcome, Vec<Event>), StoreError> {
         let baseline = self.store.baseline(&watch.name, &watch.target).await?;
-        if let Target::RestoreTask(_) = &watch.target {
+        if let Target::RestoreTask(_) = &watch.target
+            && response.snapshot.restore.is_none()
+        {
             let truth = self.restore_truth(client, watch, baseline.as_ref()).await;
             response.snapshot = response.snapshot.with_restore(truth);
         }

@@ -7,6 +7,9 @@
 //! - **done**: a restore that stayed finished or failed for `[dbs] stop_restore_after_polls`
 //!   polls is not polled again. Backup plans are never done: their pre-checks can run again.
 //!
+//! When DBS refuses the pre-check list for a restore task it still lists, the poll goes on with
+//! the task list alone.
+//!
 //! None of these can fail a poll. When the task list cannot be read, the last known task state
 //! is kept (a missing answer must not look like a change); when the job error cannot be read,
 //! the event goes out without it.
@@ -14,7 +17,7 @@
 use std::collections::HashSet;
 
 use crate::config::WatchConfig;
-use crate::dbs::DbsClient;
+use crate::dbs::{DbsClient, DbsError, ErrorKind, PrecheckResponse};
 use crate::event::{Change, Event};
 use crate::pipeline::App;
 use crate::snapshot::{RestoreTruth, Target};
@@ -51,6 +54,42 @@ impl App {
                 known()
             }
         }
+    }
+
+    /// A restore task whose pre-check list DBS no longer answers (it refuses the id, as it does
+    /// once the pre-check is gone) but whose task list does: the last known pre-check content
+    /// with the task's current state, so completion and failure are still seen. `None` (the
+    /// poll fails with the original error) for backup plans, other errors, and unknown tasks.
+    pub(crate) async fn precheck_gone(
+        &self,
+        client: &DbsClient,
+        watch: &WatchConfig,
+        error: &DbsError,
+    ) -> Option<PrecheckResponse> {
+        let Target::RestoreTask(id) = &watch.target else {
+            return None;
+        };
+        if error.kind() != ErrorKind::Api {
+            return None;
+        }
+        let task = client.restore_task(id).await.ok()??;
+        let known = self
+            .store
+            .baseline(&watch.name, &watch.target)
+            .await
+            .ok()
+            .flatten()
+            .map(|b| b.snapshot)
+            .unwrap_or_default();
+        tracing::debug!(
+            watch = %watch.name,
+            "the pre-check list refuses the task; using DescribeRestoreTaskList alone"
+        );
+        Some(PrecheckResponse {
+            body: serde_json::to_string(&task).unwrap_or_default(),
+            snapshot: known.with_restore(Some(task.truth)),
+            request_id: None,
+        })
     }
 
     /// Attaches `DescribeJobErrorCode`'s answer to every failure event. The task id is the

@@ -615,3 +615,61 @@ schedule = "*/1 * * * *"
     assert_eq!((prod.served(&plan), staging.served(&plan)), (1, 1));
     assert_eq!(prod.rejected() + staging.rejected(), 0);
 }
+
+#[tokio::test]
+async fn a_restore_is_followed_when_the_precheck_list_no_longer_answers() {
+    let task = Target::RestoreTask("dbsrestore04".into());
+    let sim = spawn_local(
+        Scenario::new(ID, SECRET)
+            .with_target(
+                task,
+                vec![
+                    Step::fixture("restore-completes/01.json").unwrap(),
+                    // DBS forgets the pre-check once the restore runs.
+                    Step::fixture("errors/http200-success-false.json").unwrap(),
+                ],
+            )
+            .with_restore_task(
+                "dbsrestore04",
+                vec![
+                    json!({"RestoreStatus": "running", "FullDataRestoreProgress": 20}),
+                    json!({"RestoreStatus": "running", "FullDataRestoreProgress": 70}),
+                    json!({"RestoreStatus": "finish", "FullDataRestoreProgress": 100}),
+                ],
+            ),
+    )
+    .await
+    .unwrap();
+    let app = app(
+        &sim.endpoint(),
+        r#"
+[[watch]]
+name = "drill"
+restore_task_id = "dbsrestore04"
+schedule = "*/1 * * * *"
+"#,
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let report = app.poll_watch(&app.find_watch("drill").unwrap()).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+        seen.push(
+            report
+                .events
+                .iter()
+                .map(|e| e.kind())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    assert_eq!(
+        seen,
+        vec![
+            "restore.started",
+            "restore.progress",
+            "restore.progress,restore.completed"
+        ]
+    );
+    assert_eq!(sim.rejected(), 0);
+}
