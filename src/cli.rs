@@ -371,6 +371,11 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
     }
     let names = watch.map(|w| vec![w]);
     let reports = app.poll_many(names.as_deref()).await;
+    if let Some([name]) = names.as_deref()
+        && reports.is_empty()
+    {
+        println!("{name}: the restore has finished; it is not polled any more");
+    }
     for r in &reports {
         match (&r.outcome, &r.error) {
             (_, Some(e)) => {

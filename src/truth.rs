@@ -114,6 +114,13 @@ impl App {
                         break;
                     }
                     Ok(None) => {}
+                    // DBS does not know the id as a job: it has no error code to give.
+                    Err(e) if e.kind() == ErrorKind::Api => tracing::debug!(
+                        watch = %event.watch,
+                        task_id = %id,
+                        error = %self.redactor.redact(&e.to_string()),
+                        "DescribeJobErrorCode has nothing for this id"
+                    ),
                     Err(e) => tracing::warn!(
                         watch = %event.watch,
                         task_id = %id,

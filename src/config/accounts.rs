@@ -122,7 +122,7 @@ pub struct DiscoverConfig {
     pub account: Option<String>,
     /// What to list.
     pub kind: DiscoverKind,
-    /// Plans: sent as `Region` (and the endpoint of that region is used); restores: the
+    /// Listed and polled at this region's endpoint. Plans: also sent as `Region`; restores: the
     /// destination region must match.
     pub region: Option<String>,
     /// Glob on the plan or task name (`*`, `?`, case-insensitive).
