@@ -99,7 +99,7 @@ pub enum Command {
     },
     /// Show where each account's credentials come from and which AccessKey that is (masked)
     Whoami {
-        /// Only this account (`default` is [aliyun])
+        /// Only this account (`default` is `[aliyun]`)
         #[arg(long)]
         account: Option<String>,
     },
@@ -108,22 +108,22 @@ pub enum Command {
         /// Only plans of this region (its endpoint is used)
         #[arg(long)]
         region: Option<String>,
-        /// The account to list (`default` is [aliyun])
+        /// The account to list (`default` is `[aliyun]`)
         #[arg(long)]
         account: Option<String>,
-        /// Print [[watch]] blocks to paste into the config
+        /// Print `[[watch]]` blocks to paste into the config
         #[arg(long)]
         toml: bool,
     },
     /// List the account's recent restore tasks, to help write a config
     Restores {
-        /// The account to list (`default` is [aliyun])
+        /// The account to list (`default` is `[aliyun]`)
         #[arg(long)]
         account: Option<String>,
         /// Tasks created in the last this many days
         #[arg(long, default_value_t = 7)]
         days: u32,
-        /// Print [[watch]] blocks to paste into the config
+        /// Print `[[watch]]` blocks to paste into the config
         #[arg(long)]
         toml: bool,
     },

@@ -614,7 +614,7 @@ pub(super) fn build_discover(
         if let (true, Some(kind), Some(schedule)) = (ok, kind, schedule) {
             out.push(DiscoverConfig {
                 name,
-                account: d.account,
+                account: d.account.filter(|a| a != DEFAULT_ACCOUNT),
                 kind,
                 region: d.region.filter(|r| !r.trim().is_empty()),
                 match_name: d.match_name.filter(|m| !m.trim().is_empty()),
@@ -819,6 +819,7 @@ account = "nope"
 [[discover]]
 name = "orders"
 kind = "backup_plans"
+account = "default"
 region = "cn-shanghai"
 match_name = "orders-*"
 status = ["running"]
@@ -838,6 +839,10 @@ channels = ["ops"]
         let d = &c.discover[0];
         assert_eq!(d.kind, DiscoverKind::BackupPlans);
         assert_eq!(d.region.as_deref(), Some("cn-shanghai"));
+        assert_eq!(
+            d.account, None,
+            "`default` is [aliyun], like a watch without account"
+        );
         assert_eq!(
             d.channels,
             vec!["ops".to_string()],
