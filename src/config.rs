@@ -210,7 +210,7 @@ pub struct Config {
     pub warnings: Vec<ConfigProblem>,
     /// Top-level `language` of messages (`en` or `zh-CN`); a channel's own `language` wins.
     pub language: Language,
-    /// `[[account]]` blocks (the `[aliyun]` account is `aliyun`, named `default`).
+    /// `[[account]]` blocks; `[aliyun]` (the account named `default`) is the `aliyun` field.
     pub accounts: Vec<AliyunConfig>,
     /// `[[discover]]` blocks.
     pub discover: Vec<DiscoverConfig>,

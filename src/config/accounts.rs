@@ -480,13 +480,24 @@ pub(super) fn build_discover(
                 format!("#{}", i + 1)
             }
         };
-        if !seen.insert(name.clone()) || watch_names.iter().any(|w| w == &name) {
+        if !seen.insert(name.clone()) {
+            p.push(
+                "discover",
+                Some(i),
+                Some("name"),
+                format!("discover name `{name}` is used twice; names must be unique"),
+            );
+            ok = false;
+        }
+        let prefix = format!("{name}/");
+        if let Some(w) = watch_names.iter().find(|w| w.starts_with(&prefix)) {
             p.push(
                 "discover",
                 Some(i),
                 Some("name"),
                 format!(
-                    "discover name `{name}` is already used by a watch or another discover block"
+                    "watch `{w}` is named like the watches discover `{name}` creates \
+                     (`{name}/<id>`); rename one of them"
                 ),
             );
             ok = false;
@@ -853,7 +864,7 @@ channels = ["ops"]
         let all = problems(&format!(
             r#"
 [[watch]]
-name = "taken"
+name = "taken/dbs1"
 backup_plan_id = "p"
 schedule = "*/5 * * * *"
 
@@ -861,6 +872,16 @@ schedule = "*/5 * * * *"
 name = "a/b"
 kind = "plans"
 schedule = "sometimes"
+
+[[discover]]
+name = "dup"
+kind = "backup_plans"
+schedule = "*/5 * * * *"
+
+[[discover]]
+name = "dup"
+kind = "backup_plans"
+schedule = "*/5 * * * *"
 
 [[discover]]
 name = "taken"
@@ -875,7 +896,8 @@ channels = ["nowhere"]
             "discover name `a/b` must not contain `/`",
             "unknown kind `plans`",
             "discover `a/b`:",
-            "discover name `taken` is already used",
+            "discover name `dup` is used twice",
+            "watch `taken/dbs1` is named like the watches discover `taken` creates",
             "unknown status `done`; DBS uses init, running, stop, pause, check_pass, finish",
             "restore tasks have no database type",
             "names account `ghost`, which is not defined",
