@@ -297,6 +297,13 @@ fn check_config(path: &Path) -> ExitCode {
                     crate::secret::display_url(&a.endpoint_url())
                 );
             }
+            // Where credentials would come from (files are read, nothing is contacted).
+            for a in c.all_accounts() {
+                match crate::dbs::credentials::resolve(&a.chain) {
+                    Ok(p) => println!("  credentials {}: {}", a.name, p.source()),
+                    Err(e) => println!("  credentials {}: none yet: {e}", a.name),
+                }
+            }
             for d in &c.discover {
                 println!(
                     "  discover {}: {:?} on \"{}\" -> {}",
