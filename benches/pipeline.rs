@@ -109,7 +109,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Fields after the command: state(0) ppid(1) ... utime(11) stime(12).
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -256,9 +261,18 @@ async fn run_cycles(
 /// The peer process: DBS double with N plans and a webhook sink that records, per delivery,
 /// the time from the event's observation (its `time` field) to receipt.
 fn peer() {
-    let n: usize = std::env::var("BENCH_WATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let changed: usize = std::env::var("BENCH_CHANGED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let cycles: usize = std::env::var("BENCH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let n: usize = std::env::var("BENCH_WATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let changed: usize = std::env::var("BENCH_CHANGED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cycles: usize = std::env::var("BENCH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -296,7 +310,9 @@ fn peer() {
                 }),
             )
             .with_state(latencies);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
         let sink = listener.local_addr().expect("sink addr");
         println!("{} {sink}", dbs.addr());
         tokio::spawn(async move {
@@ -322,7 +338,10 @@ async fn receive(
         && let Some(t) = v["time"].as_str()
         && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
     {
-        let ms = (now - t.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        let ms = (now - t.with_timezone(&chrono::Utc))
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1000.0;
         latencies.lock().expect("lock").push(ms);
     }
     StatusCode::NO_CONTENT

@@ -688,8 +688,8 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
 }
 
 const TOP_KEYS: &[&str] = &[
-    "timezone", "storage", "aliyun", "delivery", "watch", "channel", "language", "dbs",
-    "account", "discover",
+    "timezone", "storage", "aliyun", "delivery", "watch", "channel", "language", "dbs", "account",
+    "discover",
 ];
 const STORAGE_KEYS: &[&str] = &["database"];
 const ALIYUN_KEYS: &[&str] = &[

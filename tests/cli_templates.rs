@@ -103,7 +103,11 @@ fn render_prints_exactly_the_body_that_would_be_sent() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(bodies.len(), 12);
+    assert_eq!(
+        bodies.len(),
+        dbswatch::event::ALL_KINDS.len(),
+        "one body per kind"
+    );
     assert!(bodies.iter().all(|b| b["msg_type"] == "interactive"));
     assert!(
         stderr(&out).contains("`timestamp` and `sign` are added to the body when it is sent"),
