@@ -1,11 +1,14 @@
 //! Presenting the audit history: what happened to which plan when, and who was told.
 //!
 //! Pure formatting over rows the store returns; secrets never reach these rows (delivery errors
-//! are redacted before they are stored).
+//! are redacted before they are stored). Times are shown in the configured time zone with their
+//! offset; the `*_in` functions take the zone, the others use UTC.
 
 use chrono::{TimeZone, Utc};
+use chrono_tz::Tz;
 use serde_json::json;
 
+use crate::audit::when;
 use crate::store::HistoryEntry;
 
 /// A one-line summary of what the event says.
@@ -87,10 +90,16 @@ pub fn notified(entry: &HistoryEntry) -> String {
         .join(" ")
 }
 
-/// A fixed-width table, newest first as given.
+/// A fixed-width table in UTC, newest first as given.
 pub fn table(entries: &[HistoryEntry]) -> String {
+    table_in(entries, chrono_tz::UTC)
+}
+
+/// A fixed-width table with times in `tz` (the header names the zone), newest first as given.
+pub fn table_in(entries: &[HistoryEntry], tz: Tz) -> String {
+    let time_header = format!("TIME ({})", tz.name());
     let header = [
-        "TIME (UTC)",
+        time_header.as_str(),
         "WATCH",
         "EVENT",
         "TARGET",
@@ -101,7 +110,7 @@ pub fn table(entries: &[HistoryEntry]) -> String {
         .iter()
         .map(|e| {
             [
-                format_time(e.observed_at_ms),
+                when::format_time(e.observed_at_ms, tz),
                 e.watch.clone(),
                 e.kind.clone(),
                 e.target_id.clone(),
@@ -141,33 +150,85 @@ pub fn table(entries: &[HistoryEntry]) -> String {
     out
 }
 
-/// One JSON object per line.
+/// One JSON object per line, times in UTC.
 pub fn json_lines(entries: &[HistoryEntry]) -> String {
+    json_lines_in(entries, chrono_tz::UTC)
+}
+
+/// One JSON object per line, times in `tz`.
+pub fn json_lines_in(entries: &[HistoryEntry], tz: Tz) -> String {
     let mut out = String::new();
     for e in entries {
-        let value = json!({
-            "id": e.id,
-            "time": Utc.timestamp_millis_opt(e.observed_at_ms).single().map(|t| t.to_rfc3339()),
-            "watch": e.watch,
-            "kind": e.kind,
-            "target": {"type": e.target_type, "id": e.target_id},
-            "status": e.status,
-            "detail": detail(e),
-            "items": e.event.items,
-            "deliveries": e.deliveries.iter().map(|d| json!({
-                "channel": d.channel,
-                "status": d.status,
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "delivered_at": d.delivered_at_ms
-                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-                    .map(|t| t.to_rfc3339()),
-            })).collect::<Vec<_>>(),
-        });
-        out.push_str(&value.to_string());
+        out.push_str(&json_value(e, tz).to_string());
         out.push('\n');
     }
     out
+}
+
+/// The JSON form of one entry, shared by `history --format json` and `/api/v1/events`.
+/// Fields are only ever added, never renamed: it is a contract.
+pub fn json_value(e: &HistoryEntry, tz: Tz) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "time": when::rfc3339(e.observed_at_ms, tz),
+        "watch": e.watch,
+        "kind": e.kind,
+        "target": {"type": e.target_type, "id": e.target_id},
+        "status": e.status,
+        "detail": detail(e),
+        "items": e.event.items,
+        "deliveries": e.deliveries.iter().map(|d| json!({
+            "channel": d.channel,
+            "status": d.status,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "delivered_at": d.delivered_at_ms.and_then(|ms| when::rfc3339(ms, tz)),
+        })).collect::<Vec<_>>(),
+        "seq": e.seq,
+        "time_ms": e.observed_at_ms,
+        "status_before": e.event.status_before,
+        "progress": e.event.progress,
+        "progress_before": e.event.progress_before,
+        "item_change": e.event.item_change,
+        "item_total": e.event.item_total,
+        "hash": e.hash,
+    })
+}
+
+/// RFC 4180 CSV with a header row, times in `tz`.
+pub fn csv(entries: &[HistoryEntry], tz: Tz) -> String {
+    let mut out = String::from("time,watch,kind,target_type,target_id,status,notified,detail,id\n");
+    for e in entries {
+        let cells = [
+            when::rfc3339(e.observed_at_ms, tz).unwrap_or_default(),
+            e.watch.clone(),
+            e.kind.clone(),
+            e.target_type.clone(),
+            e.target_id.clone(),
+            e.status.clone().unwrap_or_default(),
+            notified(e),
+            detail(e),
+            e.id.clone(),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn csv_cell(text: &str) -> String {
+    // A leading = + - @ would be run as a formula by spreadsheet programs.
+    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) || guarded != text {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +262,8 @@ mod tests {
             restore_task: None,
         };
         HistoryEntry {
+            seq: 7,
+            hash: Some("ab".into()),
             id: "e1".into(),
             kind: event.kind(),
             watch: "orders-db".into(),
@@ -259,6 +322,42 @@ mod tests {
         assert_eq!(v["kind"], "precheck.failed");
         assert_eq!(v["deliveries"][1]["last_error"], "HTTP 500");
         assert_eq!(v["time"], "2025-12-03T00:00:03+00:00");
+    }
+
+    #[test]
+    fn times_are_shown_in_the_configured_zone_with_the_offset() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let t = table_in(&[entry()], tz);
+        assert!(t.starts_with("TIME (Asia/Shanghai)"), "{t}");
+        assert!(
+            t.lines().nth(1).unwrap().starts_with("2025-12-03 08:00:03+08:00"),
+            "{t}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(json_lines_in(&[entry()], tz).trim()).unwrap();
+        assert_eq!(v["time"], "2025-12-03T08:00:03+08:00");
+        assert_eq!(v["deliveries"][0]["delivered_at"], "2025-12-03T08:00:04+08:00");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["time_ms"], 1_764_720_003_000i64);
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let out = csv(&[entry()], chrono_tz::UTC);
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "time,watch,kind,target_type,target_id,status,notified,detail,id"
+        );
+        let row = lines.next().unwrap();
+        assert!(row.starts_with("2025-12-03T00:00:03+00:00,orders-db,precheck.failed,"), "{row}");
+        assert!(
+            row.contains(r#""CHECK_MYSQL_PASSOWRD_FORMAT failed: password of user ""dbs"" contains <&>""#),
+            "{row}"
+        );
+        assert_eq!(csv_cell("=1+1"), "\"'=1+1\"");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("plain"), "plain");
     }
 
     #[test]

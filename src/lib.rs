@@ -39,3 +39,4 @@ pub mod simulate;
 pub mod snapshot;
 pub mod store;
 pub mod truth;
+pub mod audit;

@@ -5,16 +5,40 @@
 //!   pending delivery per (event, channel) in **one transaction**: a crash can never keep the
 //!   new state while losing the notification, or the reverse;
 //! - an unchanged poll writes no snapshot row, only a poll record and a `last_seen` bump;
-//! - a failed poll never touches the baseline, so the last good snapshot survives any bad input.
+//! - a failed poll never touches the baseline, so the last good snapshot survives any bad input;
+//! - every event is chained (`prev_hash`, `hash`) in the transaction that writes it, and the
+//!   chain head moves with it (see [`crate::audit::chain`]);
+//! - consecutive unchanged polls of a watch share one `polls` row (count, first and last time),
+//!   so an idle watch adds no rows; errors, first answers and changes get a row each.
+//!
+//! Audit queries, verification and retention live in the submodules `query`, `chain` and
+//! `retention`.
+
+mod chain;
+mod query;
+mod retention;
+
+pub use chain::VerifyReport;
+pub use query::{
+    Cursor, DeliveryFilter, DeliveryPage, DeliveryRow, EventFilter, EventPage, SnapshotRow,
+    WatchSummary,
+};
+pub use retention::{PruneReport, RetentionPolicy};
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
+use crate::audit::chain::{ChainFields, GENESIS, event_hash};
+use crate::audit::metrics::Metrics;
 use crate::event::Event;
 use crate::snapshot::{Snapshot, Target};
 
@@ -58,6 +82,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Counters for `/metrics`, updated after each commit. Shared by every clone.
+    metrics: Arc<Metrics>,
 }
 
 /// How a successful poll was recorded.
@@ -161,7 +187,7 @@ pub enum DeliveryState {
     Dead,
 }
 
-/// Filters for the history listing.
+/// The simple history filter (`dbswatch history --watch`); [`EventFilter`] has every filter.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
     /// Only this watch.
@@ -173,6 +199,8 @@ pub struct HistoryFilter {
 /// One event with where it went.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
+    /// Row id: the position in the hash chain.
+    pub seq: i64,
     /// Event uid.
     pub id: String,
     /// Kind.
@@ -191,6 +219,8 @@ pub struct HistoryEntry {
     pub event: Event,
     /// One per channel.
     pub deliveries: Vec<DeliverySummary>,
+    /// The event's chain hash (`None` only for rows not written by dbswatch).
+    pub hash: Option<String>,
 }
 
 /// Where one notification stands.
@@ -208,6 +238,25 @@ pub struct DeliverySummary {
     pub delivered_at_ms: Option<i64>,
 }
 
+/// One `polls` row: a single poll, or a run of unchanged polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollRecord {
+    /// `first`, `changed`, `unchanged` or `error`.
+    pub outcome: String,
+    /// Polls this row stands for (more than one only for `unchanged`).
+    pub count: i64,
+    /// When the first of them started, epoch ms.
+    pub first_at: i64,
+    /// When the last of them started, epoch ms.
+    pub last_at: i64,
+    /// Their total duration, ms.
+    pub total_duration_ms: i64,
+    /// DBS error code, for errors.
+    pub error_code: Option<String>,
+    /// Error text, redacted, for errors.
+    pub error_message: Option<String>,
+}
+
 /// Counts of deliveries by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
@@ -221,15 +270,24 @@ pub struct OutboxCounts {
 
 impl Store {
     /// Open (creating when missing) and migrate the database file.
+    ///
+    /// A new file is created with incremental auto-vacuum, so retention can hand freed pages
+    /// back to the file system a few at a time. A file created by an older version (no
+    /// auto-vacuum) is converted once, here, with one `VACUUM` (which rewrites the file and
+    /// needs it to itself for a moment); if another process holds it, the conversion is retried
+    /// at the next open and pruning still works, only without shrinking the file.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        Self::connect(options, &path.display().to_string()).await
+        let store = Self::connect(options, &path.display().to_string()).await?;
+        store.ensure_incremental_vacuum().await;
+        Ok(store)
     }
 
     /// Open an existing database for reading only (history for auditors without write access).
@@ -246,7 +304,10 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            metrics: Arc::new(Metrics::default()),
+        })
     }
 
     /// A private in-memory database, for tests and `replay`.
@@ -284,7 +345,43 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Store { pool })
+        let store = Store {
+            pool,
+            metrics: Arc::new(Metrics::default()),
+        };
+        store.backfill_chain().await?;
+        Ok(store)
+    }
+
+    /// The process's counters (polls, latency, events, deliveries, pruned rows).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Switch a file made without auto-vacuum to incremental auto-vacuum (once).
+    async fn ensure_incremental_vacuum(&self) {
+        let mode: i64 = match sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        if mode == 2 {
+            return;
+        }
+        tracing::info!("converting the database to incremental auto-vacuum (one VACUUM)");
+        let result = async {
+            sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+                .execute(&self.pool)
+                .await?;
+            sqlx::query("VACUUM").execute(&self.pool).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not convert the database to incremental \
+                auto-vacuum now; retried at the next start");
+        }
     }
 
     /// Write transactions take the write lock up front (`BEGIN IMMEDIATE`), so two processes
@@ -393,24 +490,59 @@ impl Store {
             id
         };
 
+        sqlx::query("UPDATE watch_state SET last_ok_at = ? WHERE watch = ?")
+            .bind(now)
+            .bind(w.watch)
+            .execute(&mut *tx)
+            .await?;
+
+        let mut prev_hash: Option<String> = None;
+        let mut head: Option<(i64, String)> = None;
+        if !w.events.is_empty() {
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT head_hash FROM chain_state WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten();
+            prev_hash = Some(stored.unwrap_or_else(|| GENESIS.to_string()));
+        }
         for (event, channels) in w.events {
             let payload = serde_json::to_string(event).expect("events always serialise");
+            let kind = event.kind();
+            let prev = prev_hash.take().unwrap_or_else(|| GENESIS.to_string());
+            let event_hash = event_hash(
+                &prev,
+                &ChainFields {
+                    uid: &event.id,
+                    watch: &event.watch,
+                    kind: &kind,
+                    target_type: event.target.type_name(),
+                    target_id: event.target.id(),
+                    status: event.status.as_deref(),
+                    observed_at: event.observed_at_ms,
+                    payload: &payload,
+                },
+            );
             let event_id = sqlx::query(
                 "INSERT INTO events (uid, watch, kind, target_type, target_id, status, observed_at, \
-                 snapshot_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 snapshot_id, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&event.id)
             .bind(&event.watch)
-            .bind(event.kind())
+            .bind(&kind)
             .bind(event.target.type_name())
             .bind(event.target.id())
             .bind(&event.status)
             .bind(event.observed_at_ms)
             .bind(snapshot_id)
             .bind(payload)
+            .bind(&prev)
+            .bind(&event_hash)
             .execute(&mut *tx)
             .await?
             .last_insert_rowid();
+            prev_hash = Some(event_hash.clone());
+            head = Some((event_id, event_hash));
             for channel in channels {
                 sqlx::query(
                     "INSERT INTO deliveries (uid, event_id, channel, status, next_attempt_at, \
@@ -426,18 +558,54 @@ impl Store {
             }
         }
 
-        sqlx::query(
-            "INSERT INTO polls (watch, started_at, duration_ms, outcome, snapshot_id) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(w.watch)
-        .bind(w.started_at)
-        .bind(w.duration_ms)
-        .bind(outcome.as_str())
-        .bind(snapshot_id)
-        .execute(&mut *tx)
-        .await?;
+        if let Some((head_id, head_hash)) = &head {
+            sqlx::query("UPDATE chain_state SET head_id = ?, head_hash = ? WHERE id = 1")
+                .bind(head_id)
+                .bind(head_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        // An unchanged poll extends the watch's current run of unchanged polls, if its newest
+        // poll row is one for the same snapshot; anything else starts a new row.
+        let extended = if outcome == PollOutcome::Unchanged {
+            sqlx::query(
+                "UPDATE polls SET repeat_count = repeat_count + 1, last_at = ?1, \
+                 duration_ms = duration_ms + ?2 \
+                 WHERE id = (SELECT id FROM polls WHERE watch = ?3 ORDER BY id DESC LIMIT 1) \
+                 AND outcome = 'unchanged' AND snapshot_id = ?4",
+            )
+            .bind(w.started_at)
+            .bind(w.duration_ms)
+            .bind(w.watch)
+            .bind(snapshot_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
+        } else {
+            false
+        };
+        if !extended {
+            sqlx::query(
+                "INSERT INTO polls (watch, started_at, duration_ms, outcome, snapshot_id, last_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(w.watch)
+            .bind(w.started_at)
+            .bind(w.duration_ms)
+            .bind(outcome.as_str())
+            .bind(snapshot_id)
+            .bind(w.started_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
+        self.metrics
+            .poll(w.watch, outcome.as_str(), w.duration_ms);
+        for (event, _) in w.events {
+            self.metrics.event(&event.kind());
+        }
         Ok(outcome)
     }
 
@@ -451,16 +619,18 @@ impl Store {
         message: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO polls (watch, started_at, duration_ms, outcome, error_code, error_message) \
-             VALUES (?, ?, ?, 'error', ?, ?)",
+            "INSERT INTO polls (watch, started_at, duration_ms, outcome, error_code, error_message, \
+             last_at) VALUES (?, ?, ?, 'error', ?, ?, ?)",
         )
         .bind(watch)
         .bind(started_at)
         .bind(duration_ms)
         .bind(code)
         .bind(message)
+        .bind(started_at)
         .execute(&self.pool)
         .await?;
+        self.metrics.poll(watch, "error", duration_ms);
         Ok(())
     }
 
@@ -552,69 +722,34 @@ impl Store {
             DeliveryState::RetryAt(at) => ("pending", *at, None),
             DeliveryState::Dead => ("dead", done_at, None),
         };
-        sqlx::query(
+        let channel: Option<String> = sqlx::query_scalar(
             "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
-             last_error = ?, delivered_at = ? WHERE id = ?",
+             last_error = ?, delivered_at = ? WHERE id = ? RETURNING channel",
         )
         .bind(status)
         .bind(next)
         .bind(&attempt.error)
         .bind(delivered_at)
         .bind(delivery_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
+        if let Some(channel) = channel {
+            self.metrics.delivery(&channel, &attempt.outcome);
+        }
         Ok(())
     }
 
     /// Stored events, newest first, each with its deliveries.
     pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, uid, watch, kind, target_type, target_id, status, observed_at, payload \
-             FROM events WHERE (?1 IS NULL OR watch = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(&filter.watch)
-        .bind(filter.limit.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.get("id");
-            let payload: String = row.get("payload");
-            let event: Event = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
-                table: "events",
-                id,
-                reason: e.to_string(),
-            })?;
-            let deliveries = sqlx::query(
-                "SELECT channel, status, attempts, last_error, delivered_at FROM deliveries \
-                 WHERE event_id = ? ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|d| DeliverySummary {
-                channel: d.get("channel"),
-                status: d.get("status"),
-                attempts: d.get("attempts"),
-                last_error: d.get("last_error"),
-                delivered_at_ms: d.get("delivered_at"),
+        let page = self
+            .events_page(&EventFilter {
+                watch: filter.watch.clone(),
+                limit: filter.limit.unwrap_or(i64::MAX),
+                ..EventFilter::default()
             })
-            .collect();
-            out.push(HistoryEntry {
-                id: row.get("uid"),
-                kind: row.get("kind"),
-                watch: row.get("watch"),
-                target_type: row.get("target_type"),
-                target_id: row.get("target_id"),
-                status: row.get("status"),
-                observed_at_ms: row.get("observed_at"),
-                event,
-                deliveries,
-            });
-        }
-        Ok(out)
+            .await?;
+        Ok(page.entries)
     }
 
     /// Deliveries by status.
@@ -663,6 +798,29 @@ impl Store {
                     r.get("error_code"),
                     r.get("error_message"),
                 )
+            })
+            .collect())
+    }
+
+    /// Poll rows of a watch, oldest first, with how many polls each stands for.
+    pub async fn poll_records(&self, watch: &str) -> Result<Vec<PollRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT outcome, repeat_count, started_at, last_at, duration_ms, error_code, \
+             error_message FROM polls WHERE watch = ? ORDER BY id",
+        )
+        .bind(watch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PollRecord {
+                outcome: r.get("outcome"),
+                count: r.get("repeat_count"),
+                first_at: r.get("started_at"),
+                last_at: r.get("last_at"),
+                total_duration_ms: r.get("duration_ms"),
+                error_code: r.get("error_code"),
+                error_message: r.get("error_message"),
             })
             .collect())
     }
@@ -777,13 +935,74 @@ mod tests {
             PollOutcome::Changed
         );
         assert_eq!(store.snapshot_count("w").await.unwrap(), 2);
-        assert_eq!(store.polls("w").await.unwrap().len(), 7);
+        let records = store.poll_records("w").await.unwrap();
+        let shape: Vec<(&str, i64)> = records
+            .iter()
+            .map(|r| (r.outcome.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            shape,
+            [("first", 1), ("unchanged", 5), ("changed", 1)],
+            "unchanged polls share one row"
+        );
+        assert_eq!(records[1].total_duration_ms, 10);
         let base = store
             .baseline("w", &Target::BackupPlan("p".into()))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(base.snapshot, snap("finish"));
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_a_run_of_unchanged_polls() {
+        let store = Store::open_in_memory().await.unwrap();
+        for _ in 0..3 {
+            write(&store, &snap("running"), &[]).await;
+        }
+        store
+            .record_poll_error("w", 9, 1, None, "timeout")
+            .await
+            .unwrap();
+        write(&store, &snap("running"), &[]).await;
+        let shape: Vec<(String, i64)> = store
+            .poll_records("w")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.outcome, r.count))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("first".to_string(), 1),
+                ("unchanged".to_string(), 2),
+                ("error".to_string(), 1),
+                ("unchanged".to_string(), 1)
+            ]
+        );
+        let c = store.metrics().snapshot();
+        assert_eq!(c.polls[&("w".to_string(), "unchanged".to_string())], 3);
+        assert_eq!(c.polls[&("w".to_string(), "error".to_string())], 1);
+    }
+
+    #[tokio::test]
+    async fn events_are_chained_as_they_are_written() {
+        let store = Store::open_in_memory().await.unwrap();
+        let events = vec![
+            (event("e1"), vec![]),
+            (event("e2"), vec!["a".to_string()]),
+        ];
+        write(&store, &snap("running"), &events).await;
+        write(&store, &snap("failed"), &[(event("e3"), vec![])]).await;
+        let report = store.verify_chain(100).await.unwrap();
+        assert!(report.verdict.ok(), "{report:?}");
+        assert_eq!(report.verdict.events, 3);
+        assert_eq!(report.head_id, Some(3));
+        let last = store.last_verification().await.unwrap().unwrap();
+        assert_eq!((last.at, last.ok, last.events), (100, true, 3));
+        let c = store.metrics().snapshot();
+        assert_eq!(c.events["precheck.started"], 3);
     }
 
     #[tokio::test]
