@@ -1,6 +1,7 @@
 //! The command line: parses arguments, sets up logging, runs a command, and decides the exit
 //! code (0 success, 1 a poll or delivery failed, 2 bad configuration or usage).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,12 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config};
 use crate::diff;
-use crate::history;
 use crate::pipeline::{App, Clock};
 use crate::scheduler;
 use crate::simulate;
 use crate::snapshot::Target;
-use crate::store::{HistoryFilter, Store};
 
 /// Watches Alibaba Cloud DBS pre-checks and restores and tells people in chat.
 #[derive(Debug, Parser)]
@@ -36,7 +35,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: poll every watch on its schedule and send notifications
-    Run,
+    Run {
+        /// Also serve /healthz, /metrics and the read-only /api/v1 on this address
+        /// (overrides `[server] listen`), e.g. 127.0.0.1:9187
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Poll every watch (or one) once now, deliver what it caused, and exit
     Poll {
         /// Only this watch
@@ -64,6 +68,21 @@ pub enum Command {
         /// At most this many events
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only this backup plan's pre-check events
+        #[arg(long, conflicts_with = "task")]
+        plan: Option<String>,
+        /// Only this restore task's events
+        #[arg(long)]
+        task: Option<String>,
+        /// Only these kinds; repeatable, globs work (`precheck.*`, `*.failed`)
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Observed at or after: RFC 3339, a local date/time, or a span back from now (`7d`)
+        #[arg(long)]
+        since: Option<String>,
+        /// Observed before: same forms as --since
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Check the config file and report every problem at once (exit 2 when there are any)
     CheckConfig,
@@ -127,6 +146,54 @@ pub enum Command {
         #[arg(long)]
         toml: bool,
     },
+    /// Show one pre-check or restore run as it unfolded: each item's states with when it
+    /// entered them and how long it stayed, status and progress over time, total duration
+    Timeline {
+        /// The watch
+        watch: String,
+        /// Which run: 1 is the latest, 2 the one before, ...
+        #[arg(long, default_value_t = 1)]
+        run: usize,
+        /// Output format (table or json)
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List the stored snapshots (distinct DBS answers) of a watch, newest first
+    Snapshots {
+        /// The watch
+        watch: String,
+        /// Print each exact response body as received
+        #[arg(long)]
+        raw: bool,
+        /// At most this many snapshots
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Output format (table or json)
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Per watch: runs, failures, mean and p95 duration, the checks that fail most
+    Stats {
+        /// Only this watch
+        #[arg(long)]
+        watch: Option<String>,
+        /// Only runs observed at or after (RFC 3339, local date/time, or `30d`)
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs observed before
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Walk the event hash chain and report rows changed, inserted or deleted behind dbswatch's
+    /// back (exit 1 when any)
+    Verify {
+        /// Output format (table or json)
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 /// History output formats.
@@ -136,6 +203,8 @@ pub enum Format {
     Table,
     /// One JSON object per line for tools
     Json,
+    /// Comma-separated values with a header row, for spreadsheets
+    Csv,
 }
 
 /// Entry point used by `main.rs`.
@@ -161,7 +230,7 @@ pub fn main() -> ExitCode {
 fn init_logging(filter: Option<&str>, command: &Command) -> Result<(), String> {
     use std::io::IsTerminal;
     let default = match command {
-        Command::Run | Command::Simulate { .. } => "info",
+        Command::Run { .. } | Command::Simulate { .. } => "info",
         // One-shot commands print their own results; logs add only real trouble.
         _ => "error",
     };
@@ -185,11 +254,9 @@ async fn run_command(cli: Cli) -> ExitCode {
     let config_path = config::resolve_path(cli.config.as_deref());
     match cli.command {
         Command::CheckConfig => check_config(&config_path),
-        Command::Run => {
+        Command::Run { listen } => {
             with_app(&config_path, |app| async move {
-                let shutdown = scheduler::shutdown_on_signals();
-                scheduler::run(app, shutdown).await;
-                ExitCode::SUCCESS
+                crate::commands::daemon::run(app, listen).await
             })
             .await
         }
@@ -204,7 +271,26 @@ async fn run_command(cli: Cli) -> ExitCode {
             watch,
             format,
             limit,
-        } => show_history(&config_path, watch, format, limit).await,
+            plan,
+            task,
+            kind,
+            since,
+            until,
+        } => {
+            let args = crate::commands::audit::HistoryArgs {
+                filter: crate::commands::queries::FilterInput {
+                    watch,
+                    plan,
+                    task,
+                    kinds: kind,
+                    since,
+                    until,
+                },
+                format,
+                limit: limit.into(),
+            };
+            crate::commands::audit::history(&config_path, args).await
+        }
         Command::Replay { restore, files } => replay(restore, &files),
         Command::Demo => crate::demo::run().await,
         Command::Simulate { listen, scenario } => simulate_cmd(listen, scenario).await,
@@ -225,6 +311,30 @@ async fn run_command(cli: Cli) -> ExitCode {
             days,
             toml,
         } => crate::commands::restores(&config_path, account, days, toml).await,
+        Command::Timeline { watch, run, format } => {
+            crate::commands::audit::timeline(&config_path, &watch, run, format).await
+        }
+        Command::Snapshots {
+            watch,
+            raw,
+            limit,
+            format,
+        } => crate::commands::audit::snapshots(&config_path, &watch, raw, limit, format).await,
+        Command::Stats {
+            watch,
+            since,
+            until,
+            format,
+        } => {
+            let filter = crate::commands::queries::FilterInput {
+                watch,
+                since,
+                until,
+                ..Default::default()
+            };
+            crate::commands::audit::stats(&config_path, filter, format).await
+        }
+        Command::Verify { format } => crate::commands::audit::verify(&config_path, format).await,
     }
 }
 
@@ -438,61 +548,12 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
             failed = true;
         }
     }
+    scheduler::prune(&app).await;
     if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
-}
-
-async fn show_history(path: &Path, watch: Option<String>, format: Format, limit: u32) -> ExitCode {
-    // Reading history needs only the database: no secrets, no write access.
-    let database = match config::database_path(path) {
-        Ok(d) => d,
-        Err(e) => {
-            eprint!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if !database.exists() {
-        eprintln!(
-            "no database at {} yet: run `dbswatch poll` or `dbswatch run` first",
-            database.display()
-        );
-        return ExitCode::from(1);
-    }
-    let store = match Store::open_read_only(&database).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let entries = match store
-        .history(&HistoryFilter {
-            watch: watch.clone(),
-            limit: Some(i64::from(limit)),
-        })
-        .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    store.close().await;
-    if entries.is_empty()
-        && let Some(w) = &watch
-    {
-        println!("(no events recorded for watch `{w}`)");
-        return ExitCode::SUCCESS;
-    }
-    match format {
-        Format::Table => print!("{}", history::table(&entries)),
-        Format::Json => print!("{}", history::json_lines(&entries)),
-    }
-    ExitCode::SUCCESS
 }
 
 fn replay(restore: bool, files: &[PathBuf]) -> ExitCode {

@@ -77,6 +77,31 @@ pub struct StorageConfig {
     /// The SQLite file, created when missing. Relative paths are relative to the working
     /// directory, like every other tool's `--db` option.
     pub database: PathBuf,
+    /// `retention`: raw snapshots and poll records older than this are pruned after each cycle.
+    /// `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// `event_retention`: events, deliveries and attempts older than this are pruned (never
+    /// shorter than `retention`). `None` keeps them forever.
+    pub event_retention: Option<Duration>,
+}
+
+impl StorageConfig {
+    /// What retention prunes.
+    pub fn retention_policy(&self) -> crate::store::RetentionPolicy {
+        crate::store::RetentionPolicy {
+            retention: self.retention,
+            event_retention: self.event_retention,
+        }
+    }
+}
+
+/// `[server]`: the read-only HTTP API, `/metrics` and `/healthz` of `dbswatch run`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Where to listen; `None` serves nothing unless `run --listen` says so.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token required on `/api/*`; required on a non-loopback address.
+    pub token: Option<Secret>,
 }
 
 /// `[aliyun]`, and each `[[account]]`: one Alibaba Cloud account.
@@ -216,6 +241,8 @@ pub struct Config {
     pub discover: Vec<DiscoverConfig>,
     /// `[dbs]`: rate limit, concurrency, jitter, stopping finished restores.
     pub dbs: DbsSettings,
+    /// `[server]`.
+    pub server: ServerConfig,
 }
 
 impl Config {
@@ -258,6 +285,9 @@ impl Config {
             if let Some(s) = &ch.spec.secret {
                 r.add_secret(s);
             }
+        }
+        if let Some(t) = &self.server.token {
+            r.add_secret(t);
         }
         r
     }
@@ -333,6 +363,37 @@ pub fn database_path(path: &Path) -> Result<PathBuf, ConfigError> {
     Ok(resolve_database(raw.as_deref(), &base_dir))
 }
 
+/// The configuration as read-only commands (`history`, `timeline`, `stats`, ...) need it: the
+/// sections that hold credentials and receiver URLs are left out before validation, so an
+/// auditor can read the history with the config file but without the secrets its `${VAR}`s
+/// refer to.
+pub fn load_for_reading(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![ConfigProblem {
+            location: path.display().to_string(),
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    let Ok(mut table) = text.parse::<Table>() else {
+        // Let the full parser report the syntax error with its line.
+        return parse(&text, path, &|name| std::env::var(name).ok());
+    };
+    for section in ["channel", "aliyun", "account", "discover", "server"] {
+        table.remove(section);
+    }
+    if let Some(Value::Array(watches)) = table.get_mut("watch") {
+        for w in watches.iter_mut() {
+            if let Value::Table(t) = w {
+                t.remove("channels");
+                t.remove("account");
+            }
+        }
+    }
+    let reduced = toml::to_string(&table).unwrap_or_default();
+    parse(&reduced, path, &|name| std::env::var(name).ok())
+}
+
 /// Read and validate a config file, with `${VAR}` taken from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -396,6 +457,7 @@ pub fn parse(
     let dbs_raw = section::<accounts::RawDbs>(&table, "dbs", &mut p).unwrap_or_default();
     let raw_accounts = array::<accounts::RawAccount>(&table, "account", &mut p);
     let raw_discover = array::<accounts::RawDiscover>(&table, "discover", &mut p);
+    let server_raw = section::<RawServer>(&table, "server", &mut p).unwrap_or_default();
 
     let timezone = build_timezone(&table, &mut p);
     let language = build_language(&table, &mut p);
@@ -434,11 +496,15 @@ pub fn parse(
         &watch_names,
         &mut p,
     );
+    let (retention, event_retention) = build_retention(&storage, &mut p);
+    let server = build_server(server_raw, &mut p);
 
     let config = Config {
         source: source.to_path_buf(),
         storage: StorageConfig {
             database: resolve_database(storage.database.as_deref(), &base_dir),
+            retention,
+            event_retention,
         },
         aliyun,
         delivery: build_delivery(delivery_raw, &mut p),
@@ -450,6 +516,7 @@ pub fn parse(
         accounts: extra_accounts,
         discover,
         dbs,
+        server,
     };
 
     // Templates are checked only when the rest is sound, so a typo in a channel name does not
@@ -689,9 +756,10 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
 
 const TOP_KEYS: &[&str] = &[
     "timezone", "storage", "aliyun", "delivery", "watch", "channel", "language", "dbs", "account",
-    "discover",
+    "discover", "server",
 ];
-const STORAGE_KEYS: &[&str] = &["database"];
+const STORAGE_KEYS: &[&str] = &["database", "retention", "event_retention"];
+const SERVER_KEYS: &[&str] = &["listen", "token"];
 const ALIYUN_KEYS: &[&str] = &[
     "access_key_id",
     "access_key_secret",
@@ -747,6 +815,7 @@ fn check_unknown_keys(table: &Table, p: &mut Problems<'_>) {
         ("aliyun", ALIYUN_KEYS),
         ("delivery", DELIVERY_KEYS),
         ("dbs", accounts::DBS_KEYS),
+        ("server", SERVER_KEYS),
     ] {
         if let Some(Value::Table(t)) = table.get(section) {
             for key in t.keys().filter(|k| !known.contains(&k.as_str())) {
@@ -813,6 +882,108 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[derive(Debug, Default, Deserialize)]
 struct RawStorage {
     database: Option<String>,
+    retention: Option<String>,
+    event_retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawServer {
+    listen: Option<String>,
+    token: Option<Secret>,
+}
+
+/// `[storage] retention` and `event_retention`: durations such as "180d"; events are kept at
+/// least as long as snapshots, so an event never outlives the evidence it was built from.
+fn build_retention(raw: &RawStorage, p: &mut Problems<'_>) -> (Option<Duration>, Option<Duration>) {
+    let mut parse = |key: &str, value: &Option<String>| -> Option<Duration> {
+        let text = value.as_deref()?;
+        match crate::audit::when::parse_duration(text) {
+            Ok(d) if d.as_secs() >= 3_600 => Some(d),
+            Ok(_) => {
+                p.push(
+                    "storage",
+                    None,
+                    Some(key),
+                    format!("`{text}` is too short: keep at least 1h"),
+                );
+                None
+            }
+            Err(e) => {
+                p.push("storage", None, Some(key), e);
+                None
+            }
+        }
+    };
+    let retention = parse("retention", &raw.retention);
+    let event_retention = parse("event_retention", &raw.event_retention);
+    if let (Some(r), Some(e)) = (retention, event_retention)
+        && e < r
+    {
+        p.push(
+            "storage",
+            None,
+            Some("event_retention"),
+            "`event_retention` must be at least `retention`: events are the audit trail and \
+             outlive raw snapshots"
+                .to_string(),
+        );
+    }
+    (retention, event_retention)
+}
+
+/// Shortest accepted API token: guessing must stay out of reach.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Why the API may not listen on `addr` with this token, if it may not.
+pub fn server_exposure_problem(
+    addr: &std::net::SocketAddr,
+    token: Option<&Secret>,
+) -> Option<String> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Some(format!(
+            "refusing to serve the API on {addr} without a token: set [server] token (e.g. \
+             token = \"${{DBSWATCH_API_TOKEN}}\") or listen on 127.0.0.1"
+        ));
+    }
+    None
+}
+
+fn build_server(raw: RawServer, p: &mut Problems<'_>) -> ServerConfig {
+    let token = raw.token.filter(|t| !t.is_empty());
+    if let Some(t) = &token
+        && t.expose().len() < MIN_TOKEN_LEN
+    {
+        p.push(
+            "server",
+            None,
+            Some("token"),
+            format!(
+                "the token is shorter than {MIN_TOKEN_LEN} characters; generate one with: \
+                 head -c 24 /dev/urandom | base64"
+            ),
+        );
+    }
+    let listen =
+        raw.listen
+            .as_deref()
+            .and_then(|text| match text.trim().parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    p.push(
+                        "server",
+                        None,
+                        Some("listen"),
+                        format!("`{text}` is not an address: write it as 127.0.0.1:9187"),
+                    );
+                    None
+                }
+            });
+    if let Some(addr) = &listen
+        && let Some(problem) = server_exposure_problem(addr, token.as_ref())
+    {
+        p.push("server", None, Some("listen"), problem);
+    }
+    ServerConfig { listen, token }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1596,6 +1767,43 @@ secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             assert!(err.to_string().contains("timezone"), "{err}");
             assert_eq!(err.problems[0].location, "test.toml:1");
         }
+    }
+
+    #[test]
+    fn retention_and_server_keys_are_validated() {
+        let c = parse_str(
+            "[storage]\nretention = \"180d\"\nevent_retention = \"2y\"\n\
+             [server]\nlisten = \"0.0.0.0:9187\"\ntoken = \"${DINGTALK_SECRET}-0123456789\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage.retention.unwrap().as_secs(), 180 * 86_400);
+        assert_eq!(c.storage.event_retention.unwrap().as_secs(), 730 * 86_400);
+        assert_eq!(c.server.listen.unwrap().port(), 9187);
+        assert!(
+            !format!("{c:?}").contains("SECabcdef"),
+            "the token is a secret"
+        );
+        assert_eq!(c.redactor().redact("t=SECabcdef-0123456789"), "t=***");
+        assert!(parse_str("").unwrap().server.listen.is_none());
+
+        let err = parse_str(
+            "[storage]\nretention = \"30d\"\nevent_retention = \"7d\"\n\
+             [server]\nlisten = \"0.0.0.0:9187\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at least `retention`"), "{err}");
+        assert!(err.contains("without a token"), "{err}");
+        for bad in [
+            "[storage]\nretention = \"forever\"\n",
+            "[storage]\nretention = \"10m\"\n",
+            "[server]\nlisten = \"localhost\"\n",
+            "[server]\ntoken = \"short\"\n",
+            "[server]\nlisen = \"127.0.0.1:1\"\n",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad}");
+        }
+        assert!(parse_str("[server]\nlisten = \"127.0.0.1:9187\"\n").is_ok());
     }
 
     #[test]

@@ -330,13 +330,19 @@ mod tests {
         let t = table_in(&[entry()], tz);
         assert!(t.starts_with("TIME (Asia/Shanghai)"), "{t}");
         assert!(
-            t.lines().nth(1).unwrap().starts_with("2025-12-03 08:00:03+08:00"),
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("2025-12-03 08:00:03+08:00"),
             "{t}"
         );
         let v: serde_json::Value =
             serde_json::from_str(json_lines_in(&[entry()], tz).trim()).unwrap();
         assert_eq!(v["time"], "2025-12-03T08:00:03+08:00");
-        assert_eq!(v["deliveries"][0]["delivered_at"], "2025-12-03T08:00:04+08:00");
+        assert_eq!(
+            v["deliveries"][0]["delivered_at"],
+            "2025-12-03T08:00:04+08:00"
+        );
         assert_eq!(v["seq"], 7);
         assert_eq!(v["time_ms"], 1_764_720_003_000i64);
     }
@@ -350,9 +356,14 @@ mod tests {
             "time,watch,kind,target_type,target_id,status,notified,detail,id"
         );
         let row = lines.next().unwrap();
-        assert!(row.starts_with("2025-12-03T00:00:03+00:00,orders-db,precheck.failed,"), "{row}");
         assert!(
-            row.contains(r#""CHECK_MYSQL_PASSOWRD_FORMAT failed: password of user ""dbs"" contains <&>""#),
+            row.starts_with("2025-12-03T00:00:03+00:00,orders-db,precheck.failed,"),
+            "{row}"
+        );
+        assert!(
+            row.contains(
+                r#""CHECK_MYSQL_PASSOWRD_FORMAT failed: password of user ""dbs"" contains <&>""#
+            ),
             "{row}"
         );
         assert_eq!(csv_cell("=1+1"), "\"'=1+1\"");

@@ -19,6 +19,7 @@
 //! - [`commands`]: bodies of `render`, `test-channel`, `whoami`, `plans`, `restores`.
 
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -35,8 +36,8 @@ pub mod render;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod server;
 pub mod simulate;
 pub mod snapshot;
 pub mod store;
 pub mod truth;
-pub mod audit;

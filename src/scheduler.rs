@@ -21,9 +21,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use tokio::sync::Notify;
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WatchConfig;
 use crate::dbs::limiter::spread;
 use crate::discovery::DiscoveryReport;
+use crate::audit::Heartbeat;
 use crate::pipeline::App;
 
 /// The longest single sleep: the loop re-checks at least this often, so a wall-clock jump
@@ -40,6 +41,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Run until `shutdown` is cancelled.
 pub async fn run(app: App, shutdown: CancellationToken) {
+    run_observed(app, shutdown, Arc::new(Heartbeat::new())).await
+}
+
+/// [`run`], recording each wake-up of the loop in `heartbeat` (read by `/healthz`).
+pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<Heartbeat>) {
+    heartbeat.tick(app.clock.now_ms());
     // Discovery first, so the first cycle knows every watch.
     let discovering = !app.config.discover.is_empty();
     if discovering {
@@ -80,12 +87,14 @@ pub async fn run(app: App, shutdown: CancellationToken) {
             _ = tokio::time::sleep(sleep_for) => {}
             _ = pass_done.notified() => {}
         }
+        heartbeat.tick(app.clock.now_ms());
 
         if next_discovery.is_some_and(|at| at <= app.clock.now_ms()) {
             log_discovery(&app.discover().await);
             next_discovery = Some(app.clock.now_ms() + discover_every(&app));
             schedule_new(&app, &mut heap, &mut scheduled, utc(app.clock.now_ms()));
         }
+        heartbeat.tick(app.clock.now_ms());
 
         let now = utc(app.clock.now_ms());
         let mut due = Vec::new();
@@ -120,6 +129,10 @@ pub async fn run(app: App, shutdown: CancellationToken) {
                     }
                 }
             }
+            heartbeat.tick(app.clock.now_ms());
+            prune(&app).await;
+            heartbeat.tick(app.clock.now_ms());
+            prune(&app).await;
         }
         if delivering.as_ref().is_none_or(|h| h.is_finished()) {
             delivering = Some(spawn_delivery(&app, &pass_done));
@@ -208,6 +221,26 @@ async fn deliver(app: &App) {
         ),
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "delivery pass failed; pending messages are kept"),
+    }
+}
+
+/// Retention after a poll cycle: a bounded amount of pruning (see `store::retention`); a
+/// backlog is worked off over the following cycles.
+pub async fn prune(app: &App) {
+    let policy = app.config.storage.retention_policy();
+    if policy.keeps_everything() {
+        return;
+    }
+    match app.store.prune(&policy, app.clock.now_ms()).await {
+        Ok(r) if r.snapshots + r.polls + r.events > 0 => tracing::info!(
+            snapshots = r.snapshots,
+            polls = r.polls,
+            events = r.events,
+            freed_pages = r.vacuumed_pages,
+            "retention"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "retention failed; retried after the next cycle"),
     }
 }
 

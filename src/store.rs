@@ -32,8 +32,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 
@@ -601,8 +600,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        self.metrics
-            .poll(w.watch, outcome.as_str(), w.duration_ms);
+        self.metrics.poll(w.watch, outcome.as_str(), w.duration_ms);
         for (event, _) in w.events {
             self.metrics.event(&event.kind());
         }
@@ -989,10 +987,7 @@ mod tests {
     #[tokio::test]
     async fn events_are_chained_as_they_are_written() {
         let store = Store::open_in_memory().await.unwrap();
-        let events = vec![
-            (event("e1"), vec![]),
-            (event("e2"), vec!["a".to_string()]),
-        ];
+        let events = vec![(event("e1"), vec![]), (event("e2"), vec!["a".to_string()])];
         write(&store, &snap("running"), &events).await;
         write(&store, &snap("failed"), &[(event("e3"), vec![])]).await;
         let report = store.verify_chain(100).await.unwrap();

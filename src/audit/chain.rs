@@ -278,7 +278,8 @@ impl Verifier {
                         format!(
                             "the link to the previous row is broken although no id is missing: \
                              event {} or this row's prev_hash was altered and re-hashed",
-                            self.last_good_id.map_or("(none)".to_string(), |id| id.to_string())
+                            self.last_good_id
+                                .map_or("(none)".to_string(), |id| id.to_string())
                         ),
                     );
                 } else {
@@ -528,7 +529,11 @@ mod tests {
         assert_eq!(kinds(&v), [(ProblemKind::Inserted, 4)]);
         assert!(v.problems[0].detail.contains("event 3"), "{v:?}");
         let v = run(rows, None);
-        assert_eq!(v.problems.len(), 4, "no head: nothing was written by dbswatch");
+        assert_eq!(
+            v.problems.len(),
+            4,
+            "no head: nothing was written by dbswatch"
+        );
     }
 
     #[test]

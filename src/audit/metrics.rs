@@ -176,7 +176,11 @@ fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -200,10 +204,22 @@ mod tests {
         e.family("lat", "histogram", "x");
         e.histogram("lat", &[("watch", "w")], &c.poll_latency["w"]);
         let text = e.finish();
-        assert!(text.contains("lat_bucket{watch=\"w\",le=\"0.05\"} 1\n"), "{text}");
-        assert!(text.contains("lat_bucket{watch=\"w\",le=\"0.5\"} 2\n"), "{text}");
-        assert!(text.contains("lat_bucket{watch=\"w\",le=\"60\"} 2\n"), "{text}");
-        assert!(text.contains("lat_bucket{watch=\"w\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(
+            text.contains("lat_bucket{watch=\"w\",le=\"0.05\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lat_bucket{watch=\"w\",le=\"0.5\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lat_bucket{watch=\"w\",le=\"60\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lat_bucket{watch=\"w\",le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("lat_count{watch=\"w\"} 3\n"), "{text}");
         assert!(text.contains("lat_sum{watch=\"w\"} 90.34\n"), "{text}");
     }

@@ -85,8 +85,8 @@ pub fn compute(watch: &str, events: &[Event]) -> WatchStats {
         .last()
         .is_some_and(|r| !events[r.clone()].iter().any(is_terminal));
     durations.sort_unstable();
-    let mean_ms = (!durations.is_empty())
-        .then(|| durations.iter().sum::<i64>() / durations.len() as i64);
+    let mean_ms =
+        (!durations.is_empty()).then(|| durations.iter().sum::<i64>() / durations.len() as i64);
     let p95_ms = percentile(&durations, 95);
     let mut top: Vec<(String, usize)> = checks.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

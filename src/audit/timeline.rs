@@ -109,8 +109,8 @@ pub struct Timeline {
     pub scope: String,
     /// Which run: 1 is the latest.
     pub run: usize,
-    /// How many runs the stored events hold.
-    pub runs: usize,
+    /// How many runs the stored events hold, when all were read (`None`: more than `run`).
+    pub runs: Option<usize>,
     /// First observation of the run, epoch ms.
     pub started_at_ms: i64,
     /// When its final status was observed, if it ended.
@@ -139,13 +139,17 @@ pub fn build(
     events: &[Event],
     seed: Option<&Snapshot>,
     run: usize,
-    runs: usize,
+    runs: Option<usize>,
     now_ms: i64,
 ) -> Option<Timeline> {
     let first = events.first()?;
     let last = events.last()?;
     let start = first.observed_at_ms;
-    let ended_at = events.iter().rev().find(|e| is_terminal(e)).map(|e| e.observed_at_ms);
+    let ended_at = events
+        .iter()
+        .rev()
+        .find(|e| is_terminal(e))
+        .map(|e| e.observed_at_ms);
     let ongoing = ended_at.is_none();
     let end = ended_at.unwrap_or(now_ms.max(last.observed_at_ms));
 
@@ -153,7 +157,10 @@ pub fn build(
     // event only when that is the same run (never for `started`).
     let mut status_history: Vec<Segment> = Vec::new();
     let mut progress: Vec<ProgressPoint> = Vec::new();
-    if let Some(p) = first.progress_before.filter(|_| first.change == Change::Progress) {
+    if let Some(p) = first
+        .progress_before
+        .filter(|_| first.change == Change::Progress)
+    {
         progress.push(ProgressPoint {
             at_ms: start,
             progress: p,
@@ -391,7 +398,7 @@ mod tests {
     #[test]
     fn a_run_shows_each_item_state_with_entry_time_and_stay() {
         let events = two_runs();
-        let t = build(&events[0..7], None, 2, 2, 999_999).unwrap();
+        let t = build(&events[0..7], None, 2, Some(2), 999_999).unwrap();
         assert_eq!(t.total_ms, 40_000);
         assert!(!t.ongoing);
         assert_eq!(t.status.as_deref(), Some("failed"));
@@ -435,7 +442,7 @@ mod tests {
             Some(0),
             vec![item("A", "init"), item("B", "init")],
         );
-        let t = build(&events[7..10], Some(&seed), 1, 2, 160_000).unwrap();
+        let t = build(&events[7..10], Some(&seed), 1, Some(2), 160_000).unwrap();
         assert!(t.ongoing);
         assert_eq!(t.total_ms, 60_000);
         assert_eq!(t.items.len(), 2);

@@ -57,13 +57,22 @@ pub fn parse_instant(text: &str, now_ms: i64, tz: Tz) -> Result<i64, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.timestamp_millis());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
             return local(naive, tz, text);
         }
     }
     if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return local(date.and_hms_opt(0, 0, 0).expect("midnight exists"), tz, text);
+        return local(
+            date.and_hms_opt(0, 0, 0).expect("midnight exists"),
+            tz,
+            text,
+        );
     }
     Err(format!(
         "`{text}` is not a time: use RFC 3339 (2025-12-03T08:00:00+08:00), a date or date-time \
@@ -88,7 +97,10 @@ fn local(naive: NaiveDateTime, tz: Tz, text: &str) -> Result<i64, String> {
 /// `2025-12-03 08:00:03+08:00`: epoch ms in `tz`, with the offset, to the second.
 pub fn format_time(ms: i64, tz: Tz) -> String {
     match Utc.timestamp_millis_opt(ms).single() {
-        Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S%:z").to_string(),
+        Some(t) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S%:z")
+            .to_string(),
         None => ms.to_string(),
     }
 }
@@ -158,7 +170,10 @@ mod tests {
 
     #[test]
     fn times_show_their_offset() {
-        assert_eq!(format_time(NOW, chrono_tz::UTC), "2025-12-03 00:00:00+00:00");
+        assert_eq!(
+            format_time(NOW, chrono_tz::UTC),
+            "2025-12-03 00:00:00+00:00"
+        );
         assert_eq!(
             format_time(NOW + 3_000, chrono_tz::Asia::Shanghai),
             "2025-12-03 08:00:03+08:00"

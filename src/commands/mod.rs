@@ -7,8 +7,15 @@
 //! They read the config (or, without a config file, just the environment), talk to DBS through
 //! the same clients as the daemon, and touch no database.
 //!
-//! Also the bodies of `render` and `test-channel`.
+//! Also the bodies of `render` and `test-channel`, and of the audit commands:
+//!
+//! - [`audit`]: `history`, `timeline`, `snapshots`, `stats`, `verify`;
+//! - [`daemon`]: `run` with the HTTP server and the periodic chain verification;
+//! - [`queries`]: answers shared by the CLI and the HTTP API.
 
+pub mod audit;
+pub mod daemon;
+pub mod queries;
 pub mod render;
 pub mod test_channel;
 

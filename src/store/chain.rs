@@ -42,11 +42,10 @@ impl Store {
     /// open; rows above `backfill_through` are never hashed here, so a row slipped in later
     /// stays visible to `verify`.
     pub(super) async fn backfill_chain(&self) -> Result<(), StoreError> {
-        let state = sqlx::query(
-            "SELECT backfill_through, backfilled_at FROM chain_state WHERE id = 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let state =
+            sqlx::query("SELECT backfill_through, backfilled_at FROM chain_state WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(state) = state else { return Ok(()) };
         let through: Option<i64> = state.get("backfill_through");
         let done: Option<i64> = state.get("backfilled_at");
@@ -101,7 +100,10 @@ impl Store {
         .await?;
         tx.commit().await?;
         if let Some(id) = head {
-            tracing::info!(through = id, "chained the events written before this version");
+            tracing::info!(
+                through = id,
+                "chained the events written before this version"
+            );
         }
         Ok(())
     }
@@ -173,14 +175,11 @@ impl Store {
             head_id,
             verdict,
         };
-        let first = report.verdict.problems.first().map(|p| {
-            format!(
-                "event {} {}: {}",
-                p.event_id,
-                p.kind.as_str(),
-                p.detail
-            )
-        });
+        let first = report
+            .verdict
+            .problems
+            .first()
+            .map(|p| format!("event {} {}: {}", p.event_id, p.kind.as_str(), p.detail));
         sqlx::query(
             "UPDATE chain_state SET verified_at = ?, verify_ok = ?, verify_events = ?, \
              verify_problems = ?, verify_first = ? WHERE id = 1",

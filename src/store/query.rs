@@ -280,9 +280,7 @@ impl Store {
             });
         }
         let since = filter.since_ms.unwrap_or(i64::MIN);
-        let mut hi = filter
-            .until_ms
-            .map_or(i64::MAX, |u| u.saturating_sub(1));
+        let mut hi = filter.until_ms.map_or(i64::MAX, |u| u.saturating_sub(1));
         let (tie_at, tie_id) = match filter.cursor {
             Some(c) => {
                 hi = hi.min(c.observed_at);
@@ -326,7 +324,9 @@ impl Store {
         } else {
             run(BY_TIME, None, None).await?
         };
-        if filter.watch.is_none() && filter.target.is_none() && kinds.as_ref().is_some_and(|k| k.len() > 1)
+        if filter.watch.is_none()
+            && filter.target.is_none()
+            && kinds.as_ref().is_some_and(|k| k.len() > 1)
         {
             rows.sort_by_key(|r| {
                 std::cmp::Reverse((r.get::<i64, _>("observed_at"), r.get::<i64, _>("id")))
@@ -452,7 +452,11 @@ impl Store {
         .collect();
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_before = if more { rows.last().map(|r| r.id) } else { None };
+        let next_before = if more {
+            rows.last().map(|r| r.id)
+        } else {
+            None
+        };
         Ok(DeliveryPage { rows, next_before })
     }
 
@@ -487,10 +491,11 @@ impl Store {
 
     /// The snapshot with this id, if still stored.
     pub async fn snapshot_content(&self, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        let content: Option<String> = sqlx::query_scalar("SELECT content FROM snapshots WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let content: Option<String> =
+            sqlx::query_scalar("SELECT content FROM snapshots WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         content
             .map(|c| serde_json::from_str(&c).map_err(|e| corrupt("snapshots", id, e)))
             .transpose()
@@ -605,7 +610,8 @@ impl Store {
 fn entry_from_row(row: &SqliteRow) -> Result<HistoryEntry, StoreError> {
     let id: i64 = row.try_get("id")?;
     let get_text = |col: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(col).map_err(|e| corrupt("events", id, e))
+        row.try_get::<String, _>(col)
+            .map_err(|e| corrupt("events", id, e))
     };
     let payload = get_text("payload")?;
     let event: Event = serde_json::from_str(&payload).map_err(|e| corrupt("events", id, e))?;

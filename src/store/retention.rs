@@ -228,7 +228,11 @@ impl Store {
             tokio::task::yield_now().await;
         }
         if let Some((id, _, count)) = anchor {
-            tracing::info!(through = id, events = count, "pruned events; chain anchored");
+            tracing::info!(
+                through = id,
+                events = count,
+                "pruned events; chain anchored"
+            );
         }
         Ok((events, deliveries, complete))
     }
