@@ -197,7 +197,8 @@ pub fn json_value(e: &HistoryEntry, tz: Tz) -> serde_json::Value {
 
 /// RFC 4180 CSV with a header row, times in `tz`.
 pub fn csv(entries: &[HistoryEntry], tz: Tz) -> String {
-    let mut out = String::from("time,watch,kind,target_type,target_id,status,notified,detail,id\n");
+    let mut out =
+        String::from("time,watch,kind,target_type,target_id,status,notified,detail,id\r\n");
     for e in entries {
         let cells = [
             when::rfc3339(e.observed_at_ms, tz).unwrap_or_default(),

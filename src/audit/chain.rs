@@ -147,14 +147,15 @@ impl Verdict {
 }
 
 impl Verifier {
-    /// Start from `anchor` (the hash of the last pruned event, or [`GENESIS`]) and walk towards
-    /// `head`, the last event dbswatch recorded writing (`None`: it never wrote one). The rows
-    /// must be read in one consistent snapshot with the head.
-    pub fn new(anchor: &str, head: Option<Head>) -> Verifier {
+    /// Start from `anchor` (the hash and id of the last pruned event; [`GENESIS`] and `None`
+    /// when nothing was pruned) and walk towards `head`, the last event dbswatch recorded
+    /// writing (`None`: it never wrote one). The rows must be read in one consistent snapshot
+    /// with the head.
+    pub fn new(anchor: &str, anchor_id: Option<i64>, head: Option<Head>) -> Verifier {
         Verifier {
             head,
             expected_prev: anchor.to_string(),
-            last_good_id: None,
+            last_good_id: anchor_id,
             pending: None,
             rows: 0,
             problems: Vec::new(),
@@ -230,10 +231,9 @@ impl Verifier {
         };
         let content_ok = row.computed.as_deref() == Some(hash);
         let link_ok = prev == self.expected_prev;
-        let skipped_by_next = next.is_some_and(|n| {
-            n.prev_hash.as_deref() == Some(self.expected_prev.as_str())
-                && n.prev_hash.as_deref() != Some(hash)
-        });
+        // The next row links to the last good one: the chain goes around this row.
+        let skipped_by_next =
+            next.is_some_and(|n| n.prev_hash.as_deref() == Some(self.expected_prev.as_str()));
         match (content_ok, link_ok) {
             (true, true) => {
                 self.expected_prev = hash.to_string();
@@ -344,7 +344,7 @@ mod tests {
     }
 
     fn run(rows: Vec<ChainRow>, head: Option<Head>) -> Verdict {
-        let mut v = Verifier::new(GENESIS, head);
+        let mut v = Verifier::new(GENESIS, None, head);
         for r in rows {
             v.push(r);
         }
@@ -475,11 +475,23 @@ mod tests {
         let c = chain(5);
         let anchor = c[1].0.hash.clone().unwrap();
         let head = head_of(&c);
-        let mut v = Verifier::new(&anchor, head);
-        for (r, _) in c.into_iter().skip(2) {
+        let rows: Vec<ChainRow> = c.into_iter().skip(2).map(|(r, _)| r).collect();
+        let mut v = Verifier::new(&anchor, Some(2), head.clone());
+        for r in rows.clone() {
             v.push(r);
         }
         assert!(v.finish().ok());
+        // The first row after the anchor deleted by hand: the gap starts after the anchor.
+        let mut v = Verifier::new(&anchor, Some(2), head);
+        for r in rows.into_iter().skip(1) {
+            v.push(r);
+        }
+        let verdict = v.finish();
+        assert_eq!(kinds(&verdict), [(ProblemKind::Deleted, 4)]);
+        assert!(
+            verdict.problems[0].detail.contains("events 3..3"),
+            "{verdict:?}"
+        );
     }
 
     #[test]
@@ -516,6 +528,15 @@ mod tests {
             id: last.id,
             hash: last.hash.clone().unwrap(),
         });
+        let v = run(middle.clone(), head.clone());
+        assert_eq!(kinds(&v), [(ProblemKind::Inserted, 3)]);
+
+        // A copy of the previous row's chain fields, slipped in after it.
+        let mut copy = middle[1].clone();
+        copy.id = 3;
+        copy.uid = "copy".into();
+        copy.computed = Some("differs: other uid".into());
+        middle[2] = copy;
         let v = run(middle, head);
         assert_eq!(kinds(&v), [(ProblemKind::Inserted, 3)]);
     }

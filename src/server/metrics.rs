@@ -121,29 +121,27 @@ pub async fn render(state: &ApiState) -> Result<String, StoreError> {
             if v.ok { 1.0 } else { 0.0 },
         );
     }
-    e.family(
-        "dbswatch_chain_verify_problems",
-        "gauge",
-        "Problems found by the last verification.",
-    );
-    e.family(
-        "dbswatch_chain_verify_events",
-        "gauge",
-        "Events read by the last verification.",
-    );
-    e.family(
-        "dbswatch_chain_verify_timestamp_seconds",
-        "gauge",
-        "Unix time of the last verification.",
-    );
-    if let Some(v) = &verification {
-        e.sample("dbswatch_chain_verify_problems", &[], v.problems as f64);
-        e.sample("dbswatch_chain_verify_events", &[], v.events as f64);
-        e.sample(
+    for (name, help, value) in [
+        (
+            "dbswatch_chain_verify_problems",
+            "Problems found by the last verification.",
+            verification.as_ref().map(|v| v.problems as f64),
+        ),
+        (
+            "dbswatch_chain_verify_events",
+            "Events read by the last verification.",
+            verification.as_ref().map(|v| v.events as f64),
+        ),
+        (
             "dbswatch_chain_verify_timestamp_seconds",
-            &[],
-            v.at as f64 / 1000.0,
-        );
+            "Unix time of the last verification.",
+            verification.as_ref().map(|v| v.at as f64 / 1000.0),
+        ),
+    ] {
+        e.family(name, "gauge", help);
+        if let Some(value) = value {
+            e.sample(name, &[], value);
+        }
     }
 
     e.family(

@@ -127,16 +127,19 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         // The anchor of the latest pruning that is below the first remaining row.
-        let anchor: Option<String> = sqlx::query_scalar(
-            "SELECT last_hash FROM chain_anchors WHERE through_event_id < ? \
+        let anchor = sqlx::query(
+            "SELECT through_event_id, last_hash FROM chain_anchors WHERE through_event_id < ? \
              ORDER BY through_event_id DESC LIMIT 1",
         )
         .bind(first_id.unwrap_or(i64::MAX))
         .fetch_optional(&mut *tx)
         .await?;
-        let anchor_hash = anchor.unwrap_or_else(|| GENESIS.to_string());
+        let anchor_id: Option<i64> = anchor.as_ref().map(|r| r.get("through_event_id"));
+        let anchor_hash = anchor
+            .map(|r| r.get::<String, _>("last_hash"))
+            .unwrap_or_else(|| GENESIS.to_string());
         let head_id = head.as_ref().map(|h| h.id);
-        let mut verifier = Verifier::new(&anchor_hash, head);
+        let mut verifier = Verifier::new(&anchor_hash, anchor_id, head);
         let mut after = i64::MIN;
         loop {
             let rows = sqlx::query(

@@ -8,8 +8,9 @@
 //! - `--watch` walks `events_watch_time (watch, observed_at, kind)`; kinds are checked inside
 //!   the index, without reading the row;
 //! - `--plan`/`--task` walk `events_target_time (target_id, target_type, observed_at, kind)`;
-//! - `--kind` alone runs one walk of `events_kind_time (kind, observed_at)` per matching kind and
-//!   merges them (a glob stands for at most a dozen kinds);
+//! - `--kind` alone walks `events_kind_time (kind, observed_at)` once per matching kind, each
+//!   walk stopping after `limit + 1` rows, inside one `UNION ALL` statement that merges them
+//!   (a glob stands for at most the twelve kinds there are);
 //! - no filter, or only a time range, walks `events_by_time (observed_at)`.
 //!
 //! `INDEXED BY` pins these choices: without statistics SQLite cannot know that, say, a time
@@ -46,7 +47,6 @@ macro_rules! select_events {
              AND (?1 IS NULL OR watch = ?1) \
              AND (?6 IS NULL OR target_type = ?6) AND (?7 IS NULL OR target_id = ?7) \
              AND (?8 IS NULL OR kind IN (SELECT value FROM json_each(?8))) \
-             AND (?10 IS NULL OR kind = ?10) \
              ORDER BY observed_at DESC, id DESC LIMIT ?9"
         )
     };
@@ -58,7 +58,49 @@ const BY_TARGET: &str = select_events!(
     "events_target_time",
     "target_id = ?7 AND target_type = ?6 AND"
 );
-const BY_KIND: &str = select_events!("events_kind_time", "kind = ?10 AND");
+/// One walk of `events_kind_time` for the kind bound at `$p`, limited like a page.
+macro_rules! kind_walk {
+    ($p:literal) => {
+        concat!(
+            "SELECT * FROM (SELECT id, uid, watch, kind, target_type, target_id, status, \
+             observed_at, payload, hash FROM events INDEXED BY events_kind_time WHERE kind = ",
+            $p,
+            " AND observed_at >= ?2 AND observed_at <= ?3 AND NOT (observed_at = ?4 AND id >= ?5) \
+             ORDER BY observed_at DESC, id DESC LIMIT ?9)"
+        )
+    };
+}
+
+/// Kinds merged by one [`BY_KINDS`] statement (bound at `?10`..`?21`; unused ones are NULL and
+/// match nothing). Every kind the product emits fits in one.
+const KINDS_PER_QUERY: usize = 12;
+
+const BY_KINDS: &str = concat!(
+    kind_walk!("?10"),
+    " UNION ALL ",
+    kind_walk!("?11"),
+    " UNION ALL ",
+    kind_walk!("?12"),
+    " UNION ALL ",
+    kind_walk!("?13"),
+    " UNION ALL ",
+    kind_walk!("?14"),
+    " UNION ALL ",
+    kind_walk!("?15"),
+    " UNION ALL ",
+    kind_walk!("?16"),
+    " UNION ALL ",
+    kind_walk!("?17"),
+    " UNION ALL ",
+    kind_walk!("?18"),
+    " UNION ALL ",
+    kind_walk!("?19"),
+    " UNION ALL ",
+    kind_walk!("?20"),
+    " UNION ALL ",
+    kind_walk!("?21"),
+    " ORDER BY observed_at DESC, id DESC LIMIT ?9"
+);
 
 /// Where a page ends: the `(observed_at, id)` of its last row. Opaque to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +278,7 @@ pub struct WatchSummary {
     pub progress: Option<i64>,
     /// When the baseline last changed, epoch ms.
     pub changed_at_ms: Option<i64>,
-    /// When the last successful poll started, epoch ms.
+    /// When the last successful poll was recorded, epoch ms.
     pub last_ok_at_ms: Option<i64>,
     /// The newest poll row: outcome and, for errors, the message.
     pub last_poll_outcome: Option<String>,
@@ -294,8 +336,8 @@ impl Store {
         };
         let fetch = limit.saturating_add(1);
 
-        let run = |sql: &'static str, kinds_json: Option<String>, one_kind: Option<String>| {
-            sqlx::query(sql)
+        let run = |sql: &'static str, kinds_json: Option<String>, each: &[String]| {
+            let mut q = sqlx::query(sql)
                 .bind(filter.watch.clone())
                 .bind(since)
                 .bind(hi)
@@ -304,34 +346,34 @@ impl Store {
                 .bind(target_type)
                 .bind(target_id.clone())
                 .bind(kinds_json)
-                .bind(fetch)
-                .bind(one_kind)
-                .fetch_all(&self.pool)
+                .bind(fetch);
+            for i in 0..KINDS_PER_QUERY {
+                q = q.bind(each.get(i).cloned());
+            }
+            q.fetch_all(&self.pool)
         };
         let kinds_json = kinds
             .as_ref()
             .map(|k| serde_json::to_string(k).expect("strings serialise"));
         let mut rows: Vec<SqliteRow> = if filter.watch.is_some() {
-            run(BY_WATCH, kinds_json, None).await?
+            run(BY_WATCH, kinds_json, &[]).await?
         } else if filter.target.is_some() {
-            run(BY_TARGET, kinds_json, None).await?
+            run(BY_TARGET, kinds_json, &[]).await?
         } else if let Some(kinds) = &kinds {
+            let chunks: Vec<&[String]> = kinds.chunks(KINDS_PER_QUERY).collect();
             let mut all = Vec::new();
-            for kind in kinds {
-                all.extend(run(BY_KIND, None, Some(kind.clone())).await?);
+            for chunk in &chunks {
+                all.extend(run(BY_KINDS, None, chunk).await?);
+            }
+            if chunks.len() > 1 {
+                all.sort_by_key(|r| {
+                    std::cmp::Reverse((r.get::<i64, _>("observed_at"), r.get::<i64, _>("id")))
+                });
             }
             all
         } else {
-            run(BY_TIME, None, None).await?
+            run(BY_TIME, None, &[]).await?
         };
-        if filter.watch.is_none()
-            && filter.target.is_none()
-            && kinds.as_ref().is_some_and(|k| k.len() > 1)
-        {
-            rows.sort_by_key(|r| {
-                std::cmp::Reverse((r.get::<i64, _>("observed_at"), r.get::<i64, _>("id")))
-            });
-        }
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let mut entries = Vec::with_capacity(rows.len());
@@ -362,9 +404,14 @@ impl Store {
         .bind(serde_json::to_string(&ids).expect("ids serialise"))
         .fetch_all(&self.pool)
         .await?;
+        let index: std::collections::HashMap<i64, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.seq, i))
+            .collect();
         for d in rows {
             let event_id: i64 = d.get("event_id");
-            if let Some(entry) = entries.iter_mut().find(|e| e.seq == event_id) {
+            if let Some(entry) = index.get(&event_id).map(|i| &mut entries[*i]) {
                 entry.deliveries.push(DeliverySummary {
                     channel: d.get("channel"),
                     status: d.get("status"),

@@ -1,0 +1,453 @@
+//! Storage growth and retention on a real SQLite file.
+//!
+//! `cargo test --test storage -- --nocapture` prints the measured bytes per unchanged poll and
+//! per change.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use dbswatch::diff::{DiffContext, diff};
+use dbswatch::event::{Change, Event};
+use dbswatch::snapshot::{Snapshot, Target};
+use dbswatch::store::{PollOutcome, PollWrite, RetentionPolicy, Store};
+use sqlx::{ConnectOptions, Connection, Row};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The body of a fixture with a fresh RequestId, as every real answer has.
+fn with_request_id(body: &str, n: u64) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let mut v = v;
+    v["RequestId"] = serde_json::Value::String(format!("{n:08X}-3C5F-4A1B-9E2D-7F0A1B2C3D4E"));
+    v.to_string()
+}
+
+fn parse(body: &str) -> Snapshot {
+    dbswatch::dbs::response::interpret(dbswatch::dbs::response::Reply::new(200, body))
+        .unwrap()
+        .snapshot
+}
+
+/// Record one poll the way the pipeline does: diff against the stored baseline, route every
+/// event to two channels.
+async fn real_poll(store: &Store, target: &Target, at: i64, body: &str) -> PollOutcome {
+    let snapshot = parse(body);
+    let baseline = store.baseline("orders-db").await.unwrap();
+    let events: Vec<Event> = if baseline
+        .as_ref()
+        .is_some_and(|b| b.content_hash == snapshot.content_hash())
+    {
+        Vec::new()
+    } else {
+        let mut next_id = || uuid::Uuid::new_v4().to_string();
+        let mut ctx = DiffContext {
+            watch: "orders-db",
+            target,
+            observed_at_ms: at,
+            next_id: &mut next_id,
+        };
+        diff(baseline.as_ref().map(|b| &b.snapshot), &snapshot, &mut ctx)
+    };
+    let routed: Vec<(Event, Vec<String>)> = events
+        .into_iter()
+        .map(|e| (e, vec!["ops-slack".to_string(), "audit".to_string()]))
+        .collect();
+    let mut uid = || uuid::Uuid::new_v4().to_string();
+    store
+        .record_poll(PollWrite {
+            watch: "orders-db",
+            target,
+            started_at: at - 150,
+            duration_ms: 150,
+            finished_at: at,
+            snapshot: &snapshot,
+            raw_body: body,
+            request_id: Some("R"),
+            events: &routed,
+            new_uid: &mut uid,
+        })
+        .await
+        .unwrap()
+}
+
+async fn count(store_path: &Path, table: &str) -> i64 {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(store_path)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table}"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+    .get("n");
+    conn.close().await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn ten_thousand_unchanged_polls_add_no_rows_and_no_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("growth.db");
+    let store = Store::open(&path).await.unwrap();
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let bodies = [
+        fixture("precheck-fails/02.json"),
+        fixture("precheck-fails/04.json"),
+    ];
+    let mut at = 1_764_720_000_000i64;
+    let mut n = 0u64;
+    assert_eq!(
+        real_poll(&store, &target, at, &with_request_id(&bodies[0], n)).await,
+        PollOutcome::First
+    );
+    // The first unchanged poll opens the run row; every later one only updates it.
+    at += 30_000;
+    n += 1;
+    real_poll(&store, &target, at, &with_request_id(&bodies[0], n)).await;
+    let before = store.database_bytes().await.unwrap();
+    let snapshots_before = store.snapshot_count("orders-db").await.unwrap();
+    for _ in 0..10_000 {
+        at += 30_000;
+        n += 1;
+        let outcome = real_poll(&store, &target, at, &with_request_id(&bodies[0], n)).await;
+        assert_eq!(outcome, PollOutcome::Unchanged);
+    }
+    let after = store.database_bytes().await.unwrap();
+    assert_eq!(
+        store.snapshot_count("orders-db").await.unwrap(),
+        snapshots_before,
+        "no snapshot rows"
+    );
+    let records = store.poll_records("orders-db").await.unwrap();
+    assert_eq!(records.len(), 2, "first + one run row: {records:?}");
+    assert_eq!(records[1].count, 10_001, "every poll is counted");
+    assert_eq!(records[1].last_at, at - 150);
+    let growth = after - before;
+    assert!(
+        growth <= 4096,
+        "10,000 unchanged polls grew the file by {growth} bytes"
+    );
+
+    // Changes: alternate between two answers; each change stores a snapshot (with the raw
+    // body), its events, two deliveries per event and a poll row.
+    let changes = 200u64;
+    let events_before = count(&path, "events").await;
+    let before_changes = store.database_bytes().await.unwrap();
+    for i in 0..changes {
+        at += 30_000;
+        n += 1;
+        let body = &bodies[((i + 1) % 2) as usize];
+        let outcome = real_poll(&store, &target, at, &with_request_id(body, n)).await;
+        assert_eq!(outcome, PollOutcome::Changed);
+    }
+    let per_change = (store.database_bytes().await.unwrap() - before_changes) / changes as i64;
+    let events_per_change = (count(&path, "events").await - events_before) as f64 / changes as f64;
+    println!(
+        "storage: 10,000 unchanged polls grew the file by {growth} bytes ({:.3} bytes/poll); \
+         one change (snapshot of a {}-byte answer, {events_per_change:.1} events, 2 deliveries \
+         each, 1 poll row) costs {per_change} bytes",
+        growth as f64 / 10_000.0,
+        bodies[1].len(),
+    );
+    assert!(per_change < 16_384, "{per_change} bytes per change");
+    store.close().await;
+}
+
+/// Rows and a baseline from long ago, a recent run, and an idle watch whose only state is old.
+async fn aged_store(path: &Path, now: i64) -> Store {
+    let store = Store::open(path).await.unwrap();
+    let o = orders();
+    let old = now - 200 * DAY;
+    poll(
+        &store,
+        "orders-db",
+        &o,
+        old,
+        "a",
+        vec![event(
+            "old1",
+            "orders-db",
+            &o,
+            Change::Started,
+            old,
+            "running",
+            vec![],
+        )],
+        &["ops-slack"],
+    )
+    .await;
+    poll(
+        &store,
+        "orders-db",
+        &o,
+        old + MINUTE,
+        "b",
+        vec![event(
+            "old2",
+            "orders-db",
+            &o,
+            Change::Failed,
+            old + MINUTE,
+            "failed",
+            vec![item("CHECK_B", "failed")],
+        )],
+        &["ops-slack"],
+    )
+    .await;
+    // 1,200 failed polls back then: more than two batches.
+    for i in 0..1_200 {
+        store
+            .record_poll_error("orders-db", old + 2 * MINUTE + i, 10, None, "HTTP 502")
+            .await
+            .unwrap();
+    }
+    let recent = now - 10 * DAY;
+    poll(
+        &store,
+        "orders-db",
+        &o,
+        recent,
+        "c",
+        vec![event(
+            "new1",
+            "orders-db",
+            &o,
+            Change::Started,
+            recent,
+            "running",
+            vec![],
+        )],
+        &["ops-slack"],
+    )
+    .await;
+    poll(
+        &store,
+        "orders-db",
+        &o,
+        recent + MINUTE,
+        "d",
+        vec![event(
+            "new2",
+            "orders-db",
+            &o,
+            Change::Passed,
+            recent + MINUTE,
+            "finish",
+            vec![],
+        )],
+        &["ops-slack"],
+    )
+    .await;
+    let b = billing();
+    poll(
+        &store,
+        "billing-db",
+        &b,
+        now - 300 * DAY,
+        "z",
+        vec![event(
+            "idle1",
+            "billing-db",
+            &b,
+            Change::Passed,
+            now - 300 * DAY,
+            "finish",
+            vec![],
+        )],
+        &[],
+    )
+    .await;
+    store
+}
+
+#[tokio::test]
+async fn retention_prunes_raw_history_but_never_meaning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("aged.db");
+    let now = chrono::Utc::now().timestamp_millis();
+    let store = aged_store(&path, now).await;
+    // Deliveries of the old events went out long ago.
+    for d in store.due_deliveries(i64::MAX, 100).await.unwrap() {
+        store
+            .record_attempt(
+                d.id,
+                &dbswatch::store::AttemptWrite {
+                    attempted_at: d.event.observed_at_ms,
+                    duration_ms: 5,
+                    outcome: "delivered".into(),
+                    http_status: Some(200),
+                    vendor_code: None,
+                    error: None,
+                },
+                &dbswatch::store::DeliveryState::Delivered,
+            )
+            .await
+            .unwrap();
+    }
+    let billing_baseline = store.baseline("billing-db").await.unwrap().unwrap();
+    let orders_baseline = store.baseline("orders-db").await.unwrap().unwrap();
+    assert_eq!(store.snapshot_count("orders-db").await.unwrap(), 4);
+
+    let policy = RetentionPolicy {
+        retention: Some(Duration::from_secs(180 * 86_400)),
+        event_retention: None,
+    };
+    let report = store.prune(&policy, now).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        report.polls,
+        1_202 + 1,
+        "the old polls of both watches: {report:?}"
+    );
+    assert_eq!(
+        report.snapshots, 2,
+        "orders-db's two old answers: {report:?}"
+    );
+    assert_eq!(report.events, 0, "events are kept");
+    assert!(report.vacuumed_pages > 0, "{report:?}");
+    assert_eq!(store.snapshot_count("orders-db").await.unwrap(), 2);
+    assert_eq!(
+        store.snapshot_count("billing-db").await.unwrap(),
+        1,
+        "an old baseline is kept"
+    );
+    assert!(
+        store.prune(&policy, now).await.unwrap()
+            == dbswatch::store::PruneReport {
+                complete: true,
+                ..Default::default()
+            }
+    );
+
+    // Nothing changes meaning: the same answers are still "unchanged", no event is re-made.
+    let again = poll_snapshot(
+        &store,
+        "billing-db",
+        &billing(),
+        now,
+        &billing_baseline.snapshot,
+        vec![],
+        &[],
+    )
+    .await;
+    assert_eq!(again, PollOutcome::Unchanged);
+    let again = poll_snapshot(
+        &store,
+        "orders-db",
+        &orders(),
+        now,
+        &orders_baseline.snapshot,
+        vec![],
+        &[],
+    )
+    .await;
+    assert_eq!(again, PollOutcome::Unchanged);
+    let history = store.history(&Default::default()).await.unwrap();
+    assert_eq!(history.len(), 5, "every event is still there");
+    assert!(store.verify_chain(now).await.unwrap().verdict.ok());
+
+    // Events older than `event_retention` go, with their deliveries; the chain is anchored.
+    let policy = RetentionPolicy {
+        retention: Some(Duration::from_secs(180 * 86_400)),
+        event_retention: Some(Duration::from_secs(190 * 86_400)),
+    };
+    let report = store.prune(&policy, now).await.unwrap();
+    assert_eq!(
+        report.events, 2,
+        "old1 and old2; idle1 is later in the chain: {report:?}"
+    );
+    assert_eq!(report.deliveries, 2);
+    let verdict = store.verify_chain(now).await.unwrap();
+    assert!(verdict.verdict.ok(), "{verdict:?}");
+    assert_ne!(verdict.anchor_hash, dbswatch::audit::chain::GENESIS);
+    let uids: Vec<String> = store
+        .history(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(uids, ["new2", "new1", "idle1"]);
+    store.close().await;
+
+    // Deleting the first remaining event by hand is still caught after the anchor.
+    sqlite3(
+        &path,
+        "DELETE FROM deliveries WHERE event_id = 3; DELETE FROM events WHERE id = 3;",
+    )
+    .await;
+    let store = Store::open(&path).await.unwrap();
+    let verdict = store.verify_chain(now).await.unwrap().verdict;
+    assert_eq!(verdict.problems.len(), 1, "{verdict:?}");
+    assert_eq!(
+        verdict.problems[0].kind,
+        dbswatch::audit::chain::ProblemKind::Deleted
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn event_retention_stops_at_an_event_still_waiting_to_be_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("pending.db");
+    let now = chrono::Utc::now().timestamp_millis();
+    let store = aged_store(&path, now).await;
+    // Nothing was delivered: the oldest event's message is still pending.
+    let policy = RetentionPolicy {
+        retention: None,
+        event_retention: Some(Duration::from_secs(190 * 86_400)),
+    };
+    let report = store.prune(&policy, now).await.unwrap();
+    assert_eq!(report.events, 0, "{report:?}");
+    assert_eq!(store.history(&Default::default()).await.unwrap().len(), 5);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_file_without_auto_vacuum_is_converted_once_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("old.db");
+    Store::open(&path).await.unwrap().close().await;
+    let mode = |path: std::path::PathBuf, set_none: bool| async move {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        if set_none {
+            sqlx::query("PRAGMA auto_vacuum = NONE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("VACUUM").execute(&mut conn).await.unwrap();
+        }
+        let m: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        m
+    };
+    assert_eq!(
+        mode(path.clone(), false).await,
+        2,
+        "new files start incremental"
+    );
+    assert_eq!(mode(path.clone(), true).await, 0, "an old-style file");
+    Store::open(&path).await.unwrap().close().await;
+    assert_eq!(mode(path.clone(), false).await, 2, "converted at open");
+}
