@@ -207,7 +207,11 @@ pub fn csv(entries: &[HistoryEntry], tz: Tz) -> String {
             e.target_type.clone(),
             e.target_id.clone(),
             e.status.clone().unwrap_or_default(),
-            notified(e),
+            if e.deliveries.is_empty() {
+                String::new()
+            } else {
+                notified(e)
+            },
             detail(e),
             e.id.clone(),
         ];
@@ -220,7 +224,7 @@ pub fn csv(entries: &[HistoryEntry], tz: Tz) -> String {
 
 fn csv_cell(text: &str) -> String {
     // A leading = + - @ would be run as a formula by spreadsheet programs.
-    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+    let guarded = if text.len() > 1 && text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {
         text.to_string()
@@ -370,6 +374,7 @@ mod tests {
         assert_eq!(csv_cell("=1+1"), "\"'=1+1\"");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("-"), "-");
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Read-only connections to the same file (file databases only): audit queries, the API
+    /// and `verify` read here, so a long read never waits for, or holds up, the writer.
+    reader: Option<SqlitePool>,
     /// Counters for `/metrics`, updated after each commit. Shared by every clone.
     metrics: Arc<Metrics>,
 }
@@ -284,8 +287,23 @@ impl Store {
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let store = Self::connect(options, &path.display().to_string()).await?;
+        let mut store = Self::connect(options, &path.display().to_string()).await?;
         store.ensure_incremental_vacuum().await;
+        // Opened after the writer, so the WAL and its index exist for read-only connections.
+        // No pragmas: a read-only connection must not try to change the file's settings.
+        let read_options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(read_options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        store.reader = Some(reader);
         Ok(store)
     }
 
@@ -346,10 +364,16 @@ impl Store {
         }
         let store = Store {
             pool,
+            reader: None,
             metrics: Arc::new(Metrics::default()),
         };
         store.backfill_chain().await?;
         Ok(store)
+    }
+
+    /// Where reads go: the read-only pool when there is one.
+    fn reader(&self) -> &SqlitePool {
+        self.reader.as_ref().unwrap_or(&self.pool)
     }
 
     /// The process's counters (polls, latency, events, deliveries, pruned rows).
@@ -825,6 +849,9 @@ impl Store {
 
     /// Close the pool, flushing the WAL.
     pub async fn close(&self) {
+        if let Some(reader) = &self.reader {
+            reader.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -350,7 +350,7 @@ impl Store {
             for i in 0..KINDS_PER_QUERY {
                 q = q.bind(each.get(i).cloned());
             }
-            q.fetch_all(&self.pool)
+            q.fetch_all(self.reader())
         };
         let kinds_json = kinds
             .as_ref()
@@ -402,7 +402,7 @@ impl Store {
              WHERE event_id IN (SELECT value FROM json_each(?1)) ORDER BY event_id, id",
         )
         .bind(serde_json::to_string(&ids).expect("ids serialise"))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         let index: std::collections::HashMap<i64, usize> = entries
             .iter()
@@ -434,7 +434,7 @@ impl Store {
              hash, prev_hash FROM events WHERE uid = ?",
         )
         .bind(uid)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut entry = entry_from_row(&row)?;
@@ -448,7 +448,7 @@ impl Store {
              WHERE d.event_id = ? ORDER BY d.id",
         )
         .bind(entry.seq)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?
         .iter()
         .map(delivery_from_row)
@@ -459,7 +459,7 @@ impl Store {
                  FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
             )
             .bind(d.id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await?
             .into_iter()
             .map(|a| AttemptRow {
@@ -492,7 +492,7 @@ impl Store {
         .bind(&filter.channel)
         .bind(&filter.status)
         .bind(limit.saturating_add(1))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?
         .iter()
         .map(delivery_from_row)
@@ -515,7 +515,7 @@ impl Store {
         )
         .bind(watch)
         .bind(limit.clamp(0, UNBOUNDED))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
@@ -541,7 +541,7 @@ impl Store {
         let content: Option<String> =
             sqlx::query_scalar("SELECT content FROM snapshots WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?;
         content
             .map(|c| serde_json::from_str(&c).map_err(|e| corrupt("snapshots", id, e)))
@@ -553,7 +553,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT snapshot_id FROM events WHERE id = ?")
                 .bind(event_seq)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reader())
                 .await?
                 .flatten(),
         )
@@ -565,7 +565,7 @@ impl Store {
             "SELECT watch, target_type, target_id, content, updated_at, last_ok_at FROM watch_state \
              ORDER BY watch",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -601,7 +601,7 @@ impl Store {
              ORDER BY id DESC LIMIT 1",
         )
         .bind(&summary.watch)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?
         {
             summary.last_poll_outcome = p.get("outcome");
@@ -613,7 +613,7 @@ impl Store {
              ORDER BY observed_at DESC, id DESC LIMIT 1",
         )
         .bind(&summary.watch)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?
         {
             summary.last_event_kind = e.get("kind");
@@ -626,10 +626,10 @@ impl Store {
     pub async fn outbox_depth(&self) -> Result<(i64, i64), StoreError> {
         let pending: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
-                .fetch_one(&self.pool)
+                .fetch_one(self.reader())
                 .await?;
         let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'")
-            .fetch_one(&self.pool)
+            .fetch_one(self.reader())
             .await?;
         Ok((pending, dead))
     }
@@ -639,7 +639,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT watch, last_ok_at FROM watch_state WHERE last_ok_at IS NOT NULL ORDER BY watch",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         Ok(rows
             .into_iter()
