@@ -22,7 +22,7 @@ use dbswatch::event::{Change, Event, ItemChange};
 use dbswatch::pipeline::Clock;
 use dbswatch::server::{self, ApiState};
 use dbswatch::snapshot::{Item, Scope, Target};
-use dbswatch::store::{Cursor, EventFilter, Store};
+use dbswatch::store::{EventFilter, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
@@ -47,7 +47,7 @@ impl Lcg {
 }
 
 fn target(w: u64) -> Target {
-    if w % 2 == 0 {
+    if w.is_multiple_of(2) {
         Target::BackupPlan(format!("dbsplan{w:04}"))
     } else {
         Target::RestoreTask(format!("dbstask{w:04}"))
@@ -193,7 +193,7 @@ async fn seed(path: &std::path::Path, events: u64) -> anyhow::Result<()> {
         }
         prev = hash;
         head = (id, prev.clone());
-        if i > 0 && i % 100_000 == 0 {
+        if i > 0 && i.is_multiple_of(100_000) {
             eprintln!("  seeded {i} events");
         }
     }
@@ -360,8 +360,6 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..20 {
         f.cursor = store.events_page(&f).await?.next;
     }
-    let deep: Option<Cursor> = f.cursor;
-    f.cursor = deep;
     timings.push(time_filter(&store, "--watch w042, page 21 via cursor", f).await?);
 
     // The same query over HTTP, in-process: routing, JSON, redaction included.

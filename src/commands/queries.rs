@@ -30,13 +30,30 @@ pub struct FilterInput {
     pub until: Option<String>,
 }
 
+/// Why typed filters were refused: a sentence for the person (or client) who typed them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// Both a plan and a task.
+    #[error("give --plan or --task, not both (one watch follows one thing)")]
+    PlanAndTask,
+    /// A kind filter that matches no kind.
+    #[error("{0}")]
+    Kind(String),
+    /// `since` does not parse.
+    #[error("since: {0}")]
+    Since(String),
+    /// `until` does not parse.
+    #[error("until: {0}")]
+    Until(String),
+    /// An empty window.
+    #[error("since must be before until")]
+    EmptyWindow,
+}
+
 /// Validate typed filters into an [`EventFilter`] (limit and cursor left at their defaults).
-/// The error is a sentence meant for the person who typed them.
-pub fn parse_filter(input: &FilterInput, now_ms: i64, tz: Tz) -> Result<EventFilter, String> {
+pub fn parse_filter(input: &FilterInput, now_ms: i64, tz: Tz) -> Result<EventFilter, FilterError> {
     let target = match (&input.plan, &input.task) {
-        (Some(_), Some(_)) => {
-            return Err("give --plan or --task, not both (one watch follows one thing)".into());
-        }
+        (Some(_), Some(_)) => return Err(FilterError::PlanAndTask),
         (Some(p), None) => Some(Target::BackupPlan(p.clone())),
         (None, Some(t)) => Some(Target::RestoreTask(t.clone())),
         (None, None) => None,
@@ -49,23 +66,23 @@ pub fn parse_filter(input: &FilterInput, now_ms: i64, tz: Tz) -> Result<EventFil
         .filter(|k| !k.is_empty())
         .map(String::from)
         .collect();
-    check_kind_patterns(&kinds)?;
+    check_kind_patterns(&kinds).map_err(FilterError::Kind)?;
     let since_ms = input
         .since
         .as_deref()
         .map(|s| when::parse_instant(s, now_ms, tz))
         .transpose()
-        .map_err(|e| format!("since: {e}"))?;
+        .map_err(FilterError::Since)?;
     let until_ms = input
         .until
         .as_deref()
         .map(|s| when::parse_instant(s, now_ms, tz))
         .transpose()
-        .map_err(|e| format!("until: {e}"))?;
+        .map_err(FilterError::Until)?;
     if let (Some(s), Some(u)) = (since_ms, until_ms)
         && s >= u
     {
-        return Err("since must be before until".into());
+        return Err(FilterError::EmptyWindow);
     }
     Ok(EventFilter {
         watch: input.watch.clone(),
@@ -187,7 +204,11 @@ mod tests {
         assert_eq!(f.since_ms, Some(NOW - 7 * 86_400_000));
         assert_eq!(f.until_ms, Some(NOW));
 
-        let bad = |input: FilterInput| parse_filter(&input, NOW, chrono_tz::UTC).unwrap_err();
+        let bad = |input: FilterInput| {
+            parse_filter(&input, NOW, chrono_tz::UTC)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(
             bad(FilterInput {
                 plan: Some("p".into()),

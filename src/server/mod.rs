@@ -353,7 +353,7 @@ async fn events(
     let tz = state.config.timezone;
     let mut filter = match queries::parse_filter(&input, state.clock.now_ms(), tz) {
         Ok(f) => f,
-        Err(e) => return error(&state, StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(&state, StatusCode::BAD_REQUEST, e.to_string()),
     };
     filter.limit = match limit_param(&params) {
         Ok(n) => n,
