@@ -129,6 +129,8 @@ async fn seed(path: &std::path::Path, events: u64) -> anyhow::Result<()> {
             item_change: None,
             item_total: 5,
             observed_at_ms: start + i as i64 * step,
+            job_error: None,
+            restore_task: None,
         };
         match change {
             Change::ItemChanged => {

@@ -24,15 +24,14 @@ use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Heartbeat;
 use crate::config::WatchConfig;
 use crate::dbs::limiter::spread;
 use crate::discovery::DiscoveryReport;
-use crate::audit::Heartbeat;
 use crate::pipeline::App;
 
 /// The longest single sleep: the loop re-checks at least this often, so a wall-clock jump

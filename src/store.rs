@@ -324,6 +324,7 @@ impl Store {
         Ok(Store {
             pool,
             metrics: Arc::new(Metrics::default()),
+            reader: None,
         })
     }
 

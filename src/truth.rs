@@ -150,13 +150,14 @@ impl App {
         if !terminal {
             return false;
         }
-        let Ok(polls) = self.store.polls(&watch.name).await else {
+        // Unchanged polls are stored collapsed, one row with a count per run of them.
+        let Ok(polls) = self.store.poll_records(&watch.name).await else {
             return false;
         };
         let mut seen = 0u32;
-        for (outcome, _, _) in polls.iter().rev() {
-            match outcome.as_str() {
-                "unchanged" => seen += 1,
+        for record in polls.iter().rev() {
+            match record.outcome.as_str() {
+                "unchanged" => seen += u32::try_from(record.count).unwrap_or(u32::MAX),
                 "first" | "changed" => {
                     seen += 1;
                     break;

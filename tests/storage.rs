@@ -42,7 +42,7 @@ fn parse(body: &str) -> Snapshot {
 /// event to two channels.
 async fn real_poll(store: &Store, target: &Target, at: i64, body: &str) -> PollOutcome {
     let snapshot = parse(body);
-    let baseline = store.baseline("orders-db").await.unwrap();
+    let baseline = store.baseline("orders-db", target).await.unwrap();
     let events: Vec<Event> = if baseline
         .as_ref()
         .is_some_and(|b| b.content_hash == snapshot.content_hash())
@@ -73,6 +73,7 @@ async fn real_poll(store: &Store, target: &Target, at: i64, body: &str) -> PollO
             snapshot: &snapshot,
             raw_body: body,
             request_id: Some("R"),
+            expected_hash: baseline.as_ref().map(|b| b.content_hash.as_str()),
             events: &routed,
             new_uid: &mut uid,
         })
@@ -298,8 +299,16 @@ async fn retention_prunes_raw_history_but_never_meaning() {
             .await
             .unwrap();
     }
-    let billing_baseline = store.baseline("billing-db").await.unwrap().unwrap();
-    let orders_baseline = store.baseline("orders-db").await.unwrap().unwrap();
+    let billing_baseline = store
+        .baseline("billing-db", &billing())
+        .await
+        .unwrap()
+        .unwrap();
+    let orders_baseline = store
+        .baseline("orders-db", &orders())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(store.snapshot_count("orders-db").await.unwrap(), 4);
 
     let policy = RetentionPolicy {

@@ -155,6 +155,8 @@ mod tests {
             item_change: None,
             item_total: 3,
             observed_at_ms: at,
+            job_error: None,
+            restore_task: None,
         }
     }
 

@@ -351,6 +351,8 @@ mod tests {
             item_change: None,
             item_total: 2,
             observed_at_ms: at,
+            job_error: None,
+            restore_task: None,
         }
     }
 

@@ -30,6 +30,13 @@ pub struct HistoryArgs {
 
 /// Load the config and open its existing database; a missing file says what to run.
 async fn open(path: &Path) -> Result<(Config, Store), ExitCode> {
+    open_with(path, false).await
+}
+
+/// `writable`: `verify` opens the file for writing so a database from before the hash chain is
+/// chained once (at open) and the result is recorded for `/metrics`; every other audit command
+/// only reads.
+async fn open_with(path: &Path, writable: bool) -> Result<(Config, Store), ExitCode> {
     // Reading history needs only the database: no secrets, no receiver URLs.
     let config = config::load_for_reading(path).map_err(|e| {
         eprint!("error: {e}");
@@ -43,7 +50,13 @@ async fn open(path: &Path) -> Result<(Config, Store), ExitCode> {
         );
         return Err(ExitCode::from(1));
     }
-    match Store::open(&config.storage.database).await {
+    // Read-only: an auditor may read the file without being able to write it.
+    let opened = if writable {
+        Store::open(&config.storage.database).await
+    } else {
+        Store::open_read_only(&config.storage.database).await
+    };
+    match opened {
         Ok(s) => Ok((config, s)),
         Err(e) => {
             eprintln!("error: {e}");
@@ -505,7 +518,7 @@ pub async fn verify(path: &Path, format: Format) -> ExitCode {
     if format == Format::Csv {
         return usage("verify prints as table or json");
     }
-    let (_config, store) = match open(path).await {
+    let (_config, store) = match open_with(path, true).await {
         Ok(o) => o,
         Err(code) => return code,
     };

@@ -56,6 +56,8 @@ pub fn event(
         item_change: None,
         item_total: 3,
         observed_at_ms: at,
+        job_error: None,
+        restore_task: None,
     };
     if change == Change::ItemChanged {
         e.item_change = Some(ItemChange {
@@ -102,6 +104,11 @@ pub async fn poll_snapshot(
         .map(|e| (e, channels.iter().map(|c| c.to_string()).collect()))
         .collect();
     let mut uid = || uuid::Uuid::new_v4().to_string();
+    let expected = store
+        .baseline(watch, target)
+        .await
+        .expect("baseline readable")
+        .map(|b| b.content_hash);
     let raw = format!(
         "{{\"RequestId\":\"R-{at}\",\"Success\":true,\"Status\":\"{}\"}}",
         snapshot.status.clone().unwrap_or_default()
@@ -116,6 +123,7 @@ pub async fn poll_snapshot(
             snapshot,
             raw_body: &raw,
             request_id: Some("R"),
+            expected_hash: expected.as_deref(),
             events: &routed,
             new_uid: &mut uid,
         })
