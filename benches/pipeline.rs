@@ -192,7 +192,8 @@ async fn run_cycles(
         "[storage]\ndatabase = \"{}\"\n\n[aliyun]\naccess_key_id = \"{KEY_ID}\"\n\
          access_key_secret = \"{KEY_SECRET}\"\nendpoint = \"http://{dbs}\"\nmax_retries = 0\n\n\
          [[channel]]\nname = \"sink\"\ntype = \"webhook\"\nurl = \"http://{sink}/hook\"\n\
-         events = [\"*\"]\n",
+         events = [\"*\"]\n\n[dbs]\nrequests_per_second = 1000000\n\
+         max_concurrent_requests = 64\n",
         dir.path().join("bench.db").display()
     );
     for i in 0..n {
