@@ -131,6 +131,7 @@ async fn seed(path: &std::path::Path, events: u64) -> anyhow::Result<()> {
             observed_at_ms: start + i as i64 * step,
             job_error: None,
             restore_task: None,
+            poll: None,
         };
         match change {
             Change::ItemChanged => {

@@ -193,6 +193,7 @@ fn base_event(
         observed_at_ms: ctx.observed_at_ms,
         job_error: None,
         restore_task: None,
+        poll: None,
     }
 }
 

@@ -299,6 +299,7 @@ impl App {
             observed_at_ms: now,
             job_error: None,
             restore_task: snapshot.restore.clone(),
+            poll: None,
         };
         let channels = self.route(watch, &event.kind());
         tracing::info!(

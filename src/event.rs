@@ -31,6 +31,11 @@ pub enum Change {
     /// A discovered backup plan or restore task is no longer listed (or no longer matches its
     /// `[[discover]]` filter): reported once, then no longer polled.
     Retired,
+    /// Polling the watch failed several times in a row (`poll.failed`): nobody would otherwise
+    /// notice that dbswatch has gone blind. Emitted once per run of failures.
+    PollFailed,
+    /// The first successful poll after a `poll.failed` (`poll.recovered`).
+    PollRecovered,
 }
 
 impl Change {
@@ -46,7 +51,14 @@ impl Change {
             Change::StatusChanged => "status_changed",
             Change::Paused => "paused",
             Change::Retired => "retired",
+            Change::PollFailed => "poll_failed",
+            Change::PollRecovered => "poll_recovered",
         }
+    }
+
+    /// True for the poll-health changes, whose kinds are `poll.*` whatever the target.
+    pub fn is_poll_health(self) -> bool {
+        matches!(self, Change::PollFailed | Change::PollRecovered)
     }
 }
 
@@ -67,6 +79,8 @@ pub const ALL_KINDS: &[&str] = &[
     "restore.paused",
     "precheck.retired",
     "restore.retired",
+    "poll.failed",
+    "poll.recovered",
 ];
 
 /// Kinds a channel receives when it names no `events`: everything but the chatty ones.
@@ -134,6 +148,10 @@ pub struct Event {
     /// For restore watches: the task's status and phase progress from `DescribeRestoreTaskList`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_task: Option<RestoreTruth>,
+    /// For `poll.failed` / `poll.recovered`: the failed polls and the last error. Absent on
+    /// every other event (and in events stored before poll health existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollHealth>,
 }
 
 /// `DescribeJobErrorCode`'s answer about a failed backup or restore job: the richest reason DBS
@@ -152,10 +170,32 @@ pub struct JobError {
     pub job_type: Option<String>,
 }
 
+/// Why polling a watch failed, carried by `poll.failed` and `poll.recovered` events so the
+/// message can say what went wrong and what to do without anyone reading logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollHealth {
+    /// Failed polls in a row (for `poll.recovered`: how many failed before this success).
+    pub failures: u32,
+    /// When the first of those failed polls started, epoch milliseconds.
+    pub since_ms: i64,
+    /// The classification of the last error (`throttled`, `signature`, `credentials`, ...).
+    pub error_kind: Option<String>,
+    /// The DBS error code of the last error, when it had one (`Throttling.User`).
+    pub code: Option<String>,
+    /// The last error in plain words, secrets removed; it ends with what to do.
+    pub message: String,
+    /// What to do about it, on its own (also part of `message`).
+    pub hint: String,
+}
 impl Event {
-    /// The kind string, e.g. `precheck.failed`.
+    /// The kind string, e.g. `precheck.failed`; `poll.failed` and `poll.recovered` for poll
+    /// health, whatever the watch's target.
     pub fn kind(&self) -> String {
-        format!("{}.{}", self.scope.as_str(), self.change.as_str())
+        match self.change {
+            Change::PollFailed => "poll.failed".to_string(),
+            Change::PollRecovered => "poll.recovered".to_string(),
+            _ => format!("{}.{}", self.scope.as_str(), self.change.as_str()),
+        }
     }
 }
 
@@ -177,7 +217,8 @@ mod tests {
     #[test]
     fn default_kinds_leave_out_item_changes_and_progress() {
         let defaults: Vec<_> = ALL_KINDS.iter().filter(|k| is_default_kind(k)).collect();
-        assert_eq!(defaults.len(), 11);
+        assert_eq!(defaults.len(), 13);
+        assert!(is_default_kind("poll.failed"));
         assert!(!is_default_kind("precheck.item_changed"));
         assert!(!is_default_kind("restore.progress"));
     }

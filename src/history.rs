@@ -265,6 +265,7 @@ mod tests {
             observed_at_ms: 1_764_720_003_000,
             job_error: None,
             restore_task: None,
+            poll: None,
         };
         HistoryEntry {
             seq: 7,

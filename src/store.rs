@@ -910,6 +910,7 @@ mod tests {
             observed_at_ms: 5,
             job_error: None,
             restore_task: None,
+            poll: None,
         }
     }
 

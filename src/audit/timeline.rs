@@ -353,6 +353,7 @@ mod tests {
             observed_at_ms: at,
             job_error: None,
             restore_task: None,
+            poll: None,
         }
     }
 

@@ -239,6 +239,10 @@ pub fn headline(lang: Language, f: &HeadlineFacts<'_>) -> String {
         (Language::ZhCn, Change::Paused) => format!("{what}已暂停"),
         (Language::En, Change::Retired) => format!("{what} no longer watched"),
         (Language::ZhCn, Change::Retired) => format!("{what}已停止监控"),
+        (Language::En, Change::PollFailed) => "Polling DBS failed".to_string(),
+        (Language::ZhCn, Change::PollFailed) => "DBS 查询失败".to_string(),
+        (Language::En, Change::PollRecovered) => "Polling DBS works again".to_string(),
+        (Language::ZhCn, Change::PollRecovered) => "DBS 查询已恢复".to_string(),
     }
 }
 
@@ -362,6 +366,79 @@ pub fn summary(lang: Language, f: &SummaryFacts<'_>) -> String {
             .to_string(),
         (Language::ZhCn, Change::Retired) => {
             "DBS 已不再列出它，或它不再符合 [[discover]] 的筛选条件；已停止轮询".to_string()
+        }
+        // The view replaces these with [`poll_summary`], which knows the number of failures.
+        (Language::En, Change::PollFailed) => "polls of this watch are failing".to_string(),
+        (Language::ZhCn, Change::PollFailed) => "此监控的查询持续失败".to_string(),
+        (Language::En, Change::PollRecovered) => "polls of this watch work again".to_string(),
+        (Language::ZhCn, Change::PollRecovered) => "此监控的查询已恢复".to_string(),
+    }
+}
+
+/// The summary of a poll-health event: `3 polls in a row failed; …`, `连续 3 次查询失败；…`.
+pub fn poll_summary(lang: Language, change: Change, failures: u32) -> String {
+    let n = failures;
+    match (lang, change) {
+        (Language::En, Change::PollRecovered) => {
+            let polls = if n == 1 { "poll" } else { "polls" };
+            format!("the poll worked after {n} failed {polls} in a row; changes are seen again")
+        }
+        (Language::ZhCn, Change::PollRecovered) => {
+            format!("连续 {n} 次查询失败后已恢复；变化会重新被发现")
+        }
+        (Language::En, _) => {
+            let polls = if n == 1 { "poll" } else { "polls" };
+            format!("{n} {polls} in a row failed; dbswatch cannot see changes until this is fixed")
+        }
+        (Language::ZhCn, _) => {
+            format!("连续 {n} 次查询失败；修复之前 dbswatch 无法发现任何变化")
+        }
+    }
+}
+
+/// The labels of a poll health message's error part: (`Error`, `Failing since`) while polls
+/// fail, (`Last error`, `Failed since`) once they work again.
+pub fn poll_labels(lang: Language, change: Change) -> (&'static str, &'static str) {
+    match (lang, change) {
+        (Language::En, Change::PollRecovered) => ("Last error", "Failed since"),
+        (Language::En, _) => ("Error", "Failing since"),
+        (Language::ZhCn, Change::PollRecovered) => ("最后一次错误", "失败开始于"),
+        (Language::ZhCn, _) => ("错误", "首次失败"),
+    }
+}
+
+/// What a merged message says about its size: `This message covers 4 changes; the earlier
+/// ones:`.
+pub fn group_text(lang: Language, count: usize) -> String {
+    match lang {
+        Language::En => format!("This message covers {count} changes; the earlier ones:"),
+        Language::ZhCn => format!("本消息汇总了 {count} 个变化，较早的变化："),
+    }
+}
+
+/// `… and 3 more changes` below a shortened list of merged changes, `""` when none is hidden.
+pub fn group_more(lang: Language, hidden: usize) -> String {
+    match (lang, hidden) {
+        (_, 0) => String::new(),
+        (Language::En, 1) => "… and 1 more change".to_string(),
+        (Language::En, n) => format!("… and {n} more changes"),
+        (Language::ZhCn, n) => format!("……另有 {n} 个变化未显示"),
+    }
+}
+
+/// The note that flapping repeats were not sent, `""` when none were muted.
+pub fn muted_text(lang: Language, muted: usize) -> String {
+    match (lang, muted) {
+        (_, 0) => String::new(),
+        (Language::En, 1) => "🔇 1 repeat muted: the same change came back within this \
+                              channel's repeat_interval"
+            .to_string(),
+        (Language::En, n) => format!(
+            "🔇 {n} repeats muted: the same changes came back within this channel's \
+             repeat_interval"
+        ),
+        (Language::ZhCn, n) => {
+            format!("🔇 已静默 {n} 次重复：相同的变化在本渠道的 repeat_interval 内再次出现")
         }
     }
 }

@@ -47,15 +47,17 @@ use chrono_tz::Tz;
 use handlebars::{Handlebars, RenderErrorReason, TemplateErrorReason};
 use serde_json::Value;
 
-use crate::event::Event;
+use crate::event::{Change, Event};
 use crate::notify::ChannelKind;
 
 pub use escape::{json_string, markdown_escape, slack_entities};
 pub use helpers::{Zone, console_url, format_time, quote_lines, truncate_chars};
 pub use i18n::{Labels, Language, format_duration};
 pub use limits::Budget;
-pub use samples::{hostile_event, sample_events, test_event};
-pub use view::{ItemChangeView, ItemView, View, ViewOptions, webhook_payload};
+pub use samples::{hostile_event, merged_sample, sample_events, test_event};
+pub use view::{
+    GroupEntryView, ItemChangeView, ItemView, PollErrorView, View, ViewOptions, webhook_payload,
+};
 
 /// The built-in Slack template.
 pub const SLACK_TEMPLATE: &str = include_str!("../../templates/slack.hbs");
@@ -87,6 +89,24 @@ pub fn item_cap(kind: ChannelKind) -> usize {
         ChannelKind::Wecom => 5,
         ChannelKind::Webhook => usize::MAX,
     }
+}
+
+/// Which of several changes a merged message leads with: the newest one that says where the run
+/// stands (started, failed, passed, ..., poll health), else the newest. `None` for no events.
+pub fn headline_index(events: &[Event]) -> Option<usize> {
+    events
+        .iter()
+        .rposition(|e| !matches!(e.change, Change::ItemChanged | Change::Progress))
+        .or_else(|| events.len().checked_sub(1))
+}
+
+/// What a merged message adds to its headline change.
+#[derive(Debug, Clone, Copy, Default)]
+struct GroupInput<'a> {
+    /// The other changes, oldest first.
+    others: &'a [Event],
+    /// Flapping repeats muted since the last message.
+    muted: usize,
 }
 
 const BUILTIN: &str = "builtin";
@@ -292,13 +312,55 @@ impl Renderer {
     /// miss, bad JSON, a receiver limit), the built-in template is used instead, the message
     /// says so, and `fallback_reason` says why: a message with the default layout beats none.
     pub fn render(&self, channel: &str, event: &Event) -> Result<Rendered, RenderError> {
-        self.channel(channel)?.render(event, false)
+        self.channel(channel)?
+            .render(event, GroupInput::default(), false)
+    }
+
+    /// Render one message that covers several changes of one watch (`events`, oldest first):
+    /// the headline change ([`headline_index`]) in full, the others as a compact list
+    /// (`group`, `group_text`: "This message covers N changes"), and, when `muted` is not
+    /// zero, the note that flapping repeats were muted. One event and nothing muted renders
+    /// exactly like [`Renderer::render`]. This is how a poll with several changes, or a backlog
+    /// after an outage or a rate-limit wait, reaches a chat as one message instead of a burst.
+    pub fn render_group(
+        &self,
+        channel: &str,
+        events: &[Event],
+        muted: usize,
+    ) -> Result<Rendered, RenderError> {
+        let channel = self.channel(channel)?;
+        let Some(head) = headline_index(events) else {
+            return Err(RenderError {
+                channel: channel.spec.name.clone(),
+                template: "message".into(),
+                line: None,
+                column: None,
+                problem: Problem::Render,
+                message: "a merged message needs at least one event".into(),
+                sample: None,
+            });
+        };
+        let others: Vec<Event> = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != head)
+            .map(|(_, e)| e.clone())
+            .collect();
+        channel.render(
+            &events[head],
+            GroupInput {
+                others: &others,
+                muted,
+            },
+            false,
+        )
     }
 
     /// Render the clearly marked `dbswatch test message` ([`test_event`] with `event_id`) for
     /// the channel, the way `render` would: what `dbswatch test-channel` sends.
     pub fn render_test(&self, channel: &str, event_id: &str) -> Result<Rendered, RenderError> {
-        self.channel(channel)?.render(&test_event(event_id), true)
+        self.channel(channel)?
+            .render(&test_event(event_id), GroupInput::default(), true)
     }
 
     /// Render each channel's own template against a sample event of every kind (plus one full
@@ -310,15 +372,43 @@ impl Renderer {
         let hostile_id = hostile.id.clone();
         let mut samples = sample_events();
         samples.push(hostile);
+        // A merged message (two earlier changes, two muted repeats), so a typo inside
+        // `{{#each group}}` is found too.
+        let (merged_head, merged_others, merged_muted) = merged_sample();
+        let mut cases: Vec<(String, &Event, GroupInput<'_>)> = samples
+            .iter()
+            .map(|e| {
+                let label = if e.id == hostile_id {
+                    "with hostile text".to_string()
+                } else {
+                    e.kind()
+                };
+                (label, e, GroupInput::default())
+            })
+            .collect();
+        cases.push((
+            "merged message".to_string(),
+            &merged_head,
+            GroupInput {
+                others: &merged_others,
+                muted: merged_muted,
+            },
+        ));
         let mut errors: Vec<RenderError> = Vec::new();
         for ch in &self.channels {
             let template = if ch.custom.is_some() { CUSTOM } else { BUILTIN };
-            for event in &samples {
+            for (label, event, group) in &cases {
                 let result = if template == BUILTIN {
-                    ch.render_builtin(event, None, false)
+                    ch.render_builtin(event, *group, None, false)
                 } else {
-                    let view =
-                        View::new(event, &ch.view_options(item_cap(ch.spec.kind), None, false));
+                    let cap = item_cap(ch.spec.kind);
+                    let options = ch.view_options(cap, None, false);
+                    let view = View::new(event, &options).with_group(
+                        group.others,
+                        group.muted,
+                        &options,
+                        cap,
+                    );
                     ch.render_view(template, &view)
                 };
                 if let Err(mut e) = result {
@@ -329,11 +419,7 @@ impl Renderer {
                             && p.message == e.message
                     });
                     if !seen {
-                        e.sample = Some(if event.id == hostile_id {
-                            "with hostile text".to_string()
-                        } else {
-                            event.kind()
-                        });
+                        e.sample = Some(label.clone());
                         errors.push(e);
                     }
                 }
@@ -382,14 +468,22 @@ impl Channel {
     }
 
     /// The custom template if there is one and it works, else the built-in one with a note.
-    fn render(&self, event: &Event, test: bool) -> Result<Rendered, RenderError> {
+    fn render(
+        &self,
+        event: &Event,
+        group: GroupInput<'_>,
+        test: bool,
+    ) -> Result<Rendered, RenderError> {
         let lang = self.spec.language;
         let test_note = test.then(|| i18n::test_notice(lang).to_string());
         let fallback_reason = match &self.custom {
             None => None,
             Some(_) => {
-                let options = self.view_options(item_cap(self.spec.kind), test_note.clone(), test);
-                match self.render_view(CUSTOM, &View::new(event, &options)) {
+                let cap = item_cap(self.spec.kind);
+                let options = self.view_options(cap, test_note.clone(), test);
+                let view =
+                    View::new(event, &options).with_group(group.others, group.muted, &options, cap);
+                match self.render_view(CUSTOM, &view) {
                     Ok(body) => {
                         return Ok(Rendered {
                             body,
@@ -408,26 +502,38 @@ impl Channel {
             (Some(f), Some(t)) => Some(format!("{f} · {t}")),
             (f, t) => f.or(t),
         };
-        let body = self.render_builtin(event, notice, test)?;
+        let body = self.render_builtin(event, group, notice, test)?;
         Ok(Rendered {
             body,
             fallback_reason,
         })
     }
 
-    /// The built-in template, showing fewer items while the body breaks a receiver limit, so
-    /// a flood of long DBS errors shortens the message instead of losing it.
+    /// The built-in template, showing fewer items (and fewer merged changes) while the body
+    /// breaks a receiver limit, so a flood of long DBS errors or a long backlog shortens the
+    /// message instead of losing it.
     fn render_builtin(
         &self,
         event: &Event,
+        group: GroupInput<'_>,
         notice: Option<String>,
         test: bool,
     ) -> Result<String, RenderError> {
         let mut cap = item_cap(self.spec.kind).min(event.items.len());
+        let mut group_cap = item_cap(self.spec.kind).min(group.others.len());
         loop {
-            let view = View::new(event, &self.view_options(cap, notice.clone(), test));
+            let options = self.view_options(cap, notice.clone(), test);
+            let view = View::new(event, &options).with_group(
+                group.others,
+                group.muted,
+                &options,
+                group_cap,
+            );
             match self.render_view(BUILTIN, &view) {
-                Err(e) if e.problem == Problem::Limit && cap > 0 => cap /= 2,
+                Err(e) if e.problem == Problem::Limit && (cap > 0 || group_cap > 0) => {
+                    cap /= 2;
+                    group_cap /= 2;
+                }
                 result => return result,
             }
         }

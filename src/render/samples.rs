@@ -4,7 +4,7 @@
 //! previews them, and the snapshot tests pin the built-in templates with them. They are fixed
 //! data (no clock, fixed ids) so previews and snapshots never change between runs.
 
-use crate::event::{ALL_KINDS, Change, Event, ItemChange};
+use crate::event::{ALL_KINDS, Change, Event, ItemChange, PollHealth};
 use crate::snapshot::{Item, RestorePhase, RestoreTruth, Scope, Target};
 
 /// 2025-12-03T00:00:00Z, the BootTime of the first item in the fixtures.
@@ -32,6 +32,7 @@ fn sample(kind: &str, n: usize) -> Event {
     );
     match (scope, change) {
         ("precheck", change) => precheck(id, change),
+        ("poll", change) => poll(id, change),
         (_, change) => restore(id, change),
     }
 }
@@ -53,6 +54,7 @@ fn precheck(id: String, change: &str) -> Event {
         observed_at_ms: T0,
         job_error: None,
         restore_task: None,
+        poll: None,
     };
     match change {
         "started" => Event {
@@ -132,6 +134,7 @@ fn restore(id: String, change: &str) -> Event {
         observed_at_ms: T0 + 3_000,
         job_error: None,
         restore_task: None,
+        poll: None,
     };
     match change {
         "started" => Event {
@@ -267,6 +270,69 @@ fn full_restore(state: &str, error: Option<&str>) -> Item {
     }
 }
 
+/// Poll health of the pre-check watch: three polls refused with a wrong AccessKey secret, then
+/// the first poll that worked again.
+fn poll(id: String, change: &str) -> Event {
+    let message = "DBS rejected the request signature: SignatureDoesNotMatch: Specified signature \
+                   is not matched with our calculation (HTTP 400, RequestId \
+                   8A3C55D8-0C1B-4C6E-9E2A-3E6F0C1B2D4E); the AccessKey secret is wrong for this \
+                   AccessKey id; check ALIBABA_CLOUD_ACCESS_KEY_SECRET (copy it again from the RAM \
+                   console; a stray space or newline is enough to break it)";
+    let health = PollHealth {
+        failures: 3,
+        since_ms: T0 + 60_000,
+        error_kind: Some("signature".into()),
+        code: Some("SignatureDoesNotMatch".into()),
+        message: message.into(),
+        hint: "the AccessKey secret is wrong for this AccessKey id; check \
+               ALIBABA_CLOUD_ACCESS_KEY_SECRET (copy it again from the RAM console; a stray space \
+               or newline is enough to break it)"
+            .into(),
+    };
+    let failed = Event {
+        id,
+        scope: Scope::Precheck,
+        change: Change::PollFailed,
+        watch: "orders-db".into(),
+        target: Target::BackupPlan(PLAN.into()),
+        status_before: Some("running".into()),
+        status: Some("running".into()),
+        progress_before: Some(40),
+        progress: Some(40),
+        items: Vec::new(),
+        item_change: None,
+        item_total: 3,
+        observed_at_ms: T0 + 180_000,
+        poll: Some(health),
+        job_error: None,
+        restore_task: None,
+    };
+    match change {
+        "failed" => failed,
+        _ => Event {
+            change: Change::PollRecovered,
+            observed_at_ms: T0 + 600_000,
+            poll: failed.poll.clone().map(|p| PollHealth { failures: 5, ..p }),
+            ..failed
+        },
+    }
+}
+
+/// A merged message as the delivery pass builds one: the failed pre-check leads, the start and
+/// a check's change came earlier, and two flapping repeats were muted. Returns (headline,
+/// others oldest first, muted).
+pub fn merged_sample() -> (Event, Vec<Event>, usize) {
+    let pick = |kind: &str| {
+        sample_events()
+            .into_iter()
+            .find(|e| e.kind() == kind)
+            .expect("every kind has a sample")
+    };
+    let head = pick("precheck.failed");
+    let others = vec![pick("precheck.started"), pick("precheck.item_changed")];
+    (head, others, 2)
+}
+
 /// The event a `dbswatch test-channel` message shows: a failed pre-check of a watch named
 /// `dbswatch test message`, so every part of the layout (header, fields, items, errors) is
 /// visible. The renderer adds the test marks (title prefix and notice); `id` should be fresh
@@ -327,6 +393,7 @@ pub fn hostile_event() -> Event {
         observed_at_ms: T0,
         job_error: None,
         restore_task: None,
+        poll: None,
     }
 }
 

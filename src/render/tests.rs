@@ -629,3 +629,143 @@ fn renderer_can_be_shared_between_tasks() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Renderer>();
 }
+
+/// The merged sample as the delivery pass hands it over: every change, oldest first.
+fn merged_events() -> (Vec<Event>, usize) {
+    let (head, mut others, muted) = merged_sample();
+    others.push(head);
+    (others, muted)
+}
+
+#[test]
+fn merged_message_snapshots_in_both_languages() {
+    for (lang, renderer) in [("en", builtins()), ("zh_CN", chinese_builtins())] {
+        for kind in KINDS {
+            let (events, muted) = merged_events();
+            let rendered = renderer
+                .render_group(kind.as_str(), &events, muted)
+                .unwrap();
+            assert_eq!(rendered.fallback_reason, None);
+            let body = parse(&rendered.body);
+            insta::assert_snapshot!(
+                format!("merged__{lang}__{}", kind.as_str()),
+                serde_json::to_string_pretty(&body).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_group_of_one_renders_exactly_like_a_single_event() {
+    for renderer in [builtins(), chinese_builtins()] {
+        for kind in KINDS {
+            for event in sample_events() {
+                let single = renderer.render(kind.as_str(), &event).unwrap().body;
+                let group = renderer
+                    .render_group(kind.as_str(), std::slice::from_ref(&event), 0)
+                    .unwrap()
+                    .body;
+                assert_eq!(single, group, "{kind:?} {}", event.kind());
+            }
+        }
+    }
+}
+
+#[test]
+fn merged_messages_say_how_many_changes_they_cover_and_what_was_muted() {
+    let (events, muted) = merged_events();
+    let cases = [
+        (
+            builtins(),
+            "This message covers 3 changes",
+            "🔇 2 repeats muted",
+        ),
+        (
+            chinese_builtins(),
+            "本消息汇总了 3 个变化",
+            "已静默 2 次重复",
+        ),
+    ];
+    for (renderer, covers, muted_note) in cases {
+        for kind in [
+            ChannelKind::Slack,
+            ChannelKind::Dingtalk,
+            ChannelKind::Feishu,
+            ChannelKind::Wecom,
+        ] {
+            let body = parse(
+                &renderer
+                    .render_group(kind.as_str(), &events, muted)
+                    .unwrap()
+                    .body,
+            );
+            let text = readable_text(&body);
+            assert!(text.contains(covers), "{kind:?}: {text}");
+            assert!(text.contains(muted_note), "{kind:?}: {text}");
+            // The failed pre-check leads, in full: its checks and errors are there.
+            assert!(text.contains("PASSOWRD"), "{kind:?}: {text}");
+            // The earlier changes are listed by their headline.
+            let started = View::new(&events[0], &ViewOptions::plain("x")).headline;
+            if renderer.channels[0].spec.language == Language::En {
+                assert!(text.contains(&started), "{kind:?}: {text}");
+            }
+        }
+    }
+    let hook = parse(
+        &builtins()
+            .render_group("webhook", &events, muted)
+            .unwrap()
+            .body,
+    );
+    assert_eq!(hook["type"], "precheck.failed");
+    assert_eq!(hook["digest"]["count"], 3);
+    assert_eq!(hook["digest"]["events"][0]["type"], "precheck.started");
+    assert_eq!(hook["muted_repeats"], 2);
+}
+
+#[test]
+fn the_headline_of_a_merge_is_the_newest_change_that_says_where_the_run_stands() {
+    let pick = |kind: &str| sample(kind);
+    let events = vec![
+        pick("precheck.started"),
+        pick("precheck.failed"),
+        pick("precheck.item_changed"),
+        pick("precheck.progress"),
+    ];
+    assert_eq!(headline_index(&events), Some(1));
+    let chatty = vec![pick("precheck.item_changed"), pick("precheck.progress")];
+    assert_eq!(headline_index(&chatty), Some(1));
+    assert_eq!(headline_index(&[]), None);
+    assert!(builtins().render_group("slack", &[], 0).is_err());
+}
+
+#[test]
+fn a_long_backlog_is_shortened_to_fit_every_receiver() {
+    // 300 changes of one watch after a long outage, each with a long hostile headline.
+    let hostile = hostile_event();
+    let mut events: Vec<Event> = (0..300)
+        .map(|n| {
+            let mut e = sample("precheck.item_changed");
+            e.id = format!("e{n}");
+            e.watch = hostile.watch.clone();
+            if let Some(change) = &mut e.item_change {
+                change.item.code = Some(format!("CHECK_{n}_{}", "X".repeat(200)));
+            }
+            e
+        })
+        .collect();
+    events.push(hostile);
+    for renderer in [builtins(), chinese_builtins()] {
+        for kind in KINDS {
+            let rendered = renderer.render_group(kind.as_str(), &events, 7).unwrap();
+            let body = parse(&rendered.body);
+            if kind != ChannelKind::Webhook {
+                let text = readable_text(&body);
+                assert!(
+                    text.contains("more changes") || text.contains("个变化未显示"),
+                    "{kind:?} says how many are not listed: {text}"
+                );
+            }
+        }
+    }
+}

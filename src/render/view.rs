@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::event::{Change, Event, JobError};
+use crate::event::{Change, Event, JobError, PollHealth};
 use crate::snapshot::Item;
 
 use super::i18n::{self, HeadlineFacts, Labels, Language, SummaryFacts, format_duration};
@@ -152,11 +152,74 @@ pub struct View {
     /// The channel's configured name.
     pub channel: String,
     /// The generic webhook payload, see [`webhook_payload`]; with a `notice` field when
-    /// `notice` is set.
+    /// `notice` is set, `muted_repeats` when repeats were muted and `digest` for a merged
+    /// message.
     pub payload: Value,
     /// For failures: `DescribeJobErrorCode`'s `task_id`, `code`, `message`, `job_state`,
     /// `job_type`; `null` when DBS gave none.
     pub job_error: Option<JobError>,
+    /// For `poll.failed` / `poll.recovered`: the failed polls and the last error; `null` for
+    /// every other event.
+    pub poll_error: Option<PollErrorView>,
+    /// How many changes this message covers: 1, or more when several due changes of one watch
+    /// were merged into one message (one poll's changes, or a backlog after an outage).
+    pub group_count: usize,
+    /// The other changes of a merged message, oldest first, as many as the layout shows; empty
+    /// for a single change. The view's own fields describe the headline change.
+    pub group: Vec<GroupEntryView>,
+    /// `This message covers 4 changes; the earlier ones:`, or `""` for a single change.
+    pub group_text: String,
+    /// How many of the merged changes `group` leaves out.
+    pub group_hidden: usize,
+    /// `… and 3 more changes`, or `""`.
+    pub group_more_text: String,
+    /// Repeats of a flapping transition that were muted (recorded, not sent) since the last
+    /// message of this watch on this channel.
+    pub muted_count: usize,
+    /// `🔇 2 repeats muted: …`, or `""`.
+    pub muted_text: String,
+}
+
+/// The poll failure a `poll.failed` / `poll.recovered` message reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PollErrorView {
+    /// Failed polls in a row (for `poll.recovered`: before the success).
+    pub failures: u32,
+    /// When the first of them started, RFC 3339 UTC.
+    pub since: Option<String>,
+    /// The same, epoch milliseconds (show it with `{{time poll_error.since_ms}}`).
+    pub since_ms: i64,
+    /// `throttled`, `server`, `signature`, `credentials`, `permission`, `clock_skew`, ...
+    pub kind: Option<String>,
+    /// The DBS error code, e.g. `SignatureDoesNotMatch`; `null` when there was none.
+    pub code: Option<String>,
+    /// The last error in plain words, ending with what to do.
+    pub message: String,
+    /// What to do, on its own.
+    pub hint: String,
+    /// `Error` (`Last error` once polls work again), in the channel's language.
+    pub label: &'static str,
+    /// `Failing since` (`Failed since` once polls work again), in the channel's language.
+    pub since_label: &'static str,
+}
+
+/// One of the other changes in a merged message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupEntryView {
+    /// Event id.
+    pub event_id: String,
+    /// Event kind.
+    pub kind: String,
+    /// `Pre-check started`, `Check CHECK_BINLOG_ON: running → warning`.
+    pub headline: String,
+    /// `3 checks to run`.
+    pub summary: String,
+    /// The severity's emoji.
+    pub icon: &'static str,
+    /// `failure`, `warning`, `success` or `info`.
+    pub severity: &'static str,
+    /// When it was seen, epoch milliseconds (`{{time this.observed_at_ms}}`).
+    pub observed_at_ms: i64,
 }
 
 /// One check item as templates see it.
@@ -233,7 +296,7 @@ impl View {
             headline.insert_str(0, i18n::test_prefix(lang));
             title.insert_str(0, i18n::test_prefix(lang));
         }
-        let summary = i18n::summary(
+        let mut summary = i18n::summary(
             lang,
             &SummaryFacts {
                 scope: event.scope,
@@ -246,6 +309,9 @@ impl View {
                 status_text: &status_text,
             },
         );
+        if let Some(poll) = &event.poll {
+            summary = i18n::poll_summary(lang, event.change, poll.failures);
+        }
         let severity = severity(event, problem_count);
         let shown_items: Vec<ItemView> = items.iter().take(options.item_cap).cloned().collect();
         let hidden_count = items.len() - shown_items.len();
@@ -309,6 +375,88 @@ impl View {
             channel: options.channel.to_string(),
             payload,
             job_error: event.job_error.clone(),
+            poll_error: event
+                .poll
+                .as_ref()
+                .map(|p| PollErrorView::new(p, lang, event.change)),
+            group_count: 1,
+            group: Vec::new(),
+            group_text: String::new(),
+            group_hidden: 0,
+            group_more_text: String::new(),
+            muted_count: 0,
+            muted_text: String::new(),
+        }
+    }
+
+    /// Make this view (of the headline change) the view of a merged message: `others` are the
+    /// other changes it covers, oldest first, of which the first `cap` are listed; `muted` is
+    /// how many flapping repeats were muted since the last message. With no others and nothing
+    /// muted the view is unchanged, so a single change renders exactly as before.
+    pub fn with_group(
+        mut self,
+        others: &[Event],
+        muted: usize,
+        options: &ViewOptions<'_>,
+        cap: usize,
+    ) -> View {
+        let lang = options.language;
+        if !others.is_empty() {
+            let entry_options = ViewOptions {
+                item_cap: 0,
+                notice: None,
+                ..options.clone()
+            };
+            self.group_count = others.len() + 1;
+            self.group = others
+                .iter()
+                .take(cap)
+                .map(|e| GroupEntryView::new(&View::new(e, &entry_options)))
+                .collect();
+            self.group_hidden = others.len() - self.group.len();
+            self.group_text = i18n::group_text(lang, self.group_count);
+            self.group_more_text = i18n::group_more(lang, self.group_hidden);
+            self.payload["digest"] = json!({
+                "count": self.group_count,
+                "events": others.iter().map(webhook_payload).collect::<Vec<_>>(),
+            });
+        }
+        if muted > 0 {
+            self.muted_count = muted;
+            self.muted_text = i18n::muted_text(lang, muted);
+            self.payload["muted_repeats"] = json!(muted);
+        }
+        self
+    }
+}
+
+impl PollErrorView {
+    fn new(p: &PollHealth, lang: Language, change: Change) -> PollErrorView {
+        let (label, since_label) = i18n::poll_labels(lang, change);
+        PollErrorView {
+            label,
+            since_label,
+            failures: p.failures,
+            since: rfc3339(p.since_ms),
+            since_ms: p.since_ms,
+            kind: p.error_kind.clone(),
+            code: p.code.clone(),
+            message: p.message.clone(),
+            hint: p.hint.clone(),
+        }
+    }
+}
+
+impl GroupEntryView {
+    fn new(view: &View) -> GroupEntryView {
+        GroupEntryView {
+            event_id: view.event_id.clone(),
+            kind: view.kind.clone(),
+            headline: view.headline.clone(),
+            summary: view.summary.clone(),
+            icon: view.icon,
+            severity: view.severity,
+            observed_at_ms: view.observed_at_ms,
         }
     }
 }
@@ -354,8 +502,25 @@ fn run_span(items: &[Item]) -> Option<i64> {
 ///           "item_change": null | {"item": {..as items..}, "previous_state": "running" | null},
 ///           "item_total": 3}}
 /// ```
-/// Unknown values are `null` (an item's `error` too); times are RFC 3339 UTC.
+/// Unknown values are `null` (an item's `error` too); times are RFC 3339 UTC. `poll.failed` and
+/// `poll.recovered` add `data.poll`: `{"failures", "since", "error_kind", "code", "message",
+/// "hint"}`.
 pub fn webhook_payload(event: &Event) -> Value {
+    let mut payload = webhook_payload_v1(event);
+    if let Some(p) = &event.poll {
+        payload["data"]["poll"] = json!({
+            "failures": p.failures,
+            "since": rfc3339(p.since_ms),
+            "error_kind": p.error_kind,
+            "code": p.code,
+            "message": p.message,
+            "hint": p.hint,
+        });
+    }
+    payload
+}
+
+fn webhook_payload_v1(event: &Event) -> Value {
     json!({
         "version": "1",
         "id": event.id,
@@ -414,6 +579,8 @@ fn severity(event: &Event, problems: usize) -> &'static str {
         Change::Passed | Change::Completed => "success",
         Change::StatusChanged | Change::Paused => "warning",
         Change::Started | Change::Progress | Change::Retired => "info",
+        Change::PollFailed => "failure",
+        Change::PollRecovered => "success",
     }
 }
 
@@ -584,6 +751,7 @@ mod tests {
             observed_at_ms: 0,
             job_error: None,
             restore_task: None,
+            poll: None,
         };
         let view = View::new(&event, &ViewOptions::plain("ops"));
         assert_eq!(view.headline, "Check (unnamed): new → unknown");

@@ -58,6 +58,7 @@ pub fn event(
         observed_at_ms: at,
         job_error: None,
         restore_task: None,
+        poll: None,
     };
     if change == Change::ItemChanged {
         e.item_change = Some(ItemChange {
@@ -69,6 +70,7 @@ pub fn event(
         e.status_before = None;
     }
     e
+        poll: None,
 }
 
 /// Record one successful poll with `events`, each routed to `channels`; `salt` makes the
