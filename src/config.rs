@@ -25,6 +25,8 @@ mod accounts;
 
 pub use accounts::{DEFAULT_ACCOUNT, DbsSettings, DiscoverConfig, DiscoverKind};
 
+pub mod outbox;
+
 /// Where the config is read from when neither `-c` nor `DBSWATCH_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "dbswatch.toml";
 
@@ -155,6 +157,11 @@ pub struct DeliveryConfig {
     pub retry_base: Duration,
     /// Longest delay between two attempts.
     pub retry_max: Duration,
+    /// How long a delivery is retried, counted from when it was written (or re-queued), before
+    /// it is marked `dead` (`retry_budget`, default 24h).
+    pub retry_budget: Duration,
+    /// Failed polls of a watch in a row before `poll.failed` is announced (default 3).
+    pub poll_failure_threshold: u32,
 }
 
 /// `[[watch]]`.
@@ -187,9 +194,23 @@ pub struct ChannelConfig {
     pub language: Option<Language>,
     /// DingTalk: send an actionCard with a button to the DBS console.
     pub action_card: bool,
+    /// `rate_limit`: the channel's own send rate, instead of the receiver's default.
+    pub rate_limit: Option<crate::ratelimit::Rate>,
+    /// `repeat_interval`: the same transition of a watch within this span is recorded but not
+    /// sent again (a flapping plan), and the next message says how many were muted.
+    pub repeat_interval: Option<Duration>,
 }
 
 impl ChannelConfig {
+    /// The send rates the delivery pass keeps to for this channel's receiver: its
+    /// `rate_limit`, else the receiver's documented limit (none for generic webhooks).
+    pub fn rates(&self) -> Vec<crate::ratelimit::Rate> {
+        match self.rate_limit {
+            Some(rate) => vec![rate],
+            None => outbox::default_rates(self.spec.kind),
+        }
+    }
+
     /// Does this channel want events of `kind`?
     pub fn accepts(&self, kind: &str) -> bool {
         match &self.events {
@@ -776,7 +797,13 @@ const ALIYUN_KEYS: &[&str] = &[
     "ecs_ram_role",
     "metadata_endpoint",
 ];
-const DELIVERY_KEYS: &[&str] = &["timeout_secs", "retry_base_secs", "retry_max_secs"];
+const DELIVERY_KEYS: &[&str] = &[
+    "timeout_secs",
+    "retry_base_secs",
+    "retry_max_secs",
+    "retry_budget",
+    "poll_failure_threshold",
+];
 const WATCH_KEYS: &[&str] = &[
     "name",
     "backup_plan_id",
@@ -797,6 +824,8 @@ const CHANNEL_KEYS: &[&str] = &[
     "keyword",
     "action_card",
     "cloudevents",
+    "rate_limit",
+    "repeat_interval",
 ];
 
 fn check_unknown_keys(table: &Table, p: &mut Problems<'_>) {
@@ -1009,6 +1038,8 @@ struct RawDelivery {
     timeout_secs: Option<u64>,
     retry_base_secs: Option<u64>,
     retry_max_secs: Option<u64>,
+    retry_budget: Option<String>,
+    poll_failure_threshold: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1035,6 +1066,8 @@ struct RawChannel {
     keyword: Option<String>,
     action_card: Option<bool>,
     cloudevents: Option<String>,
+    rate_limit: Option<String>,
+    repeat_interval: Option<String>,
 }
 
 /// Deserialise `[name]`, reporting a type error against the section.
@@ -1130,10 +1163,46 @@ fn build_delivery(raw: RawDelivery, p: &mut Problems<'_>) -> DeliveryConfig {
             format!("`retry_base_secs` ({base}) is larger than `retry_max_secs` ({max})"),
         );
     }
+    let retry_budget = match raw.retry_budget.as_deref().map(outbox::parse_duration) {
+        None => outbox::DEFAULT_RETRY_BUDGET,
+        Some(Ok(d)) if d.is_zero() => {
+            p.push(
+                "delivery",
+                None,
+                Some("retry_budget"),
+                "`retry_budget` must be longer than 0s: it is how long a failed message is \
+                 retried before it is marked dead"
+                    .into(),
+            );
+            outbox::DEFAULT_RETRY_BUDGET
+        }
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            p.push("delivery", None, Some("retry_budget"), e);
+            outbox::DEFAULT_RETRY_BUDGET
+        }
+    };
+    let poll_failure_threshold = match raw.poll_failure_threshold {
+        Some(0) => {
+            p.push(
+                "delivery",
+                None,
+                Some("poll_failure_threshold"),
+                "`poll_failure_threshold` must be at least 1 (failed polls in a row before \
+                 poll.failed is announced)"
+                    .into(),
+            );
+            outbox::DEFAULT_POLL_FAILURE_THRESHOLD
+        }
+        Some(n) => n,
+        None => outbox::DEFAULT_POLL_FAILURE_THRESHOLD,
+    };
     DeliveryConfig {
         timeout: Duration::from_secs(timeout),
         retry_base: Duration::from_secs(base),
         retry_max: Duration::from_secs(max),
+        retry_budget,
+        poll_failure_threshold,
     }
 }
 
@@ -1441,6 +1510,32 @@ fn build_channels(
                 }
             }
         }
+        let rate_limit = c.rate_limit.as_deref().and_then(|text| {
+            outbox::parse_rate_limit(kind, text)
+                .map_err(|e| {
+                    p.push(
+                        "channel",
+                        Some(i),
+                        Some("rate_limit"),
+                        format!("channel `{name}`: {e}"),
+                    )
+                })
+                .ok()
+        });
+        let repeat_interval = match c.repeat_interval.as_deref().map(outbox::parse_duration) {
+            None => None,
+            Some(Ok(d)) if d.is_zero() => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                p.push(
+                    "channel",
+                    Some(i),
+                    Some("repeat_interval"),
+                    format!("channel `{name}`: {e}"),
+                );
+                None
+            }
+        };
         let template = c.template.map(|t| {
             let path = PathBuf::from(&t);
             if path.is_absolute() {
@@ -1475,6 +1570,8 @@ fn build_channels(
                 template,
                 language,
                 action_card,
+                rate_limit,
+                repeat_interval,
             });
         }
     }

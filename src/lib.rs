@@ -17,6 +17,9 @@
 //! - [`discovery`]: `[[discover]]` blocks turned into watches, and vanished ones retired.
 //! - [`truth`]: restore status, job error codes and finished restores, asked for during polls.
 //! - [`commands`]: bodies of `render`, `test-channel`, `whoami`, `plans`, `restores`.
+//! - [`delivery`]: the delivery pass: merged messages, muted repeats, rate limits per receiver,
+//!   the retry budget.
+//! - [`health`]: poll health (`poll.failed`, `poll.recovered`) and per-watch poll backoff.
 
 pub mod accounts;
 pub mod audit;
@@ -24,10 +27,12 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dbs;
+pub mod delivery;
 pub mod demo;
 pub mod diff;
 pub mod discovery;
 pub mod event;
+pub mod health;
 pub mod history;
 pub mod notify;
 pub mod pipeline;

@@ -18,39 +18,54 @@ use crate::dbs::{DbsClient, DbsError};
 use crate::diff::{DiffContext, diff};
 use crate::discovery::WatchRuntime;
 use crate::event::Event;
-use crate::notify::{Notifier, Outcome, Outgoing};
+use crate::health::PollFailure;
+use crate::notify::Notifier;
 use crate::render::Renderer;
 use crate::secret::Redactor;
 use crate::snapshot::Target;
-use crate::store::{
-    AttemptWrite, DeliveryState, DueDelivery, PollOutcome, PollWrite, Store, StoreError,
-};
+use crate::store::{PollOutcome, PollWrite, Store, StoreError};
 
 /// The time source. Real time in production; a hand-moved clock in tests, so retry and
 /// schedule behaviour is checked without sleeping.
 #[derive(Debug, Clone)]
 pub struct Clock {
     manual: Option<Arc<AtomicI64>>,
+    tokio: Option<(tokio::time::Instant, i64)>,
 }
 
 impl Clock {
     /// Wall-clock time.
     pub fn system() -> Clock {
-        Clock { manual: None }
+        Clock {
+            manual: None,
+            tokio: None,
+        }
+    }
+
+    /// A clock that reads tokio's time, starting at `start_ms`. Under paused tokio time
+    /// (tests) it moves exactly as far as the runtime advances, so the daemon's sleeps, the
+    /// receivers' waits and the stored times all agree without real waiting.
+    pub fn tokio(start_ms: i64) -> Clock {
+        Clock {
+            manual: None,
+            tokio: Some((tokio::time::Instant::now(), start_ms)),
+        }
     }
 
     /// A clock that stands still at `start_ms` until moved with [`Clock::advance`].
     pub fn manual(start_ms: i64) -> Clock {
         Clock {
             manual: Some(Arc::new(AtomicI64::new(start_ms))),
+            tokio: None,
         }
     }
 
     /// Now, epoch milliseconds.
     pub fn now_ms(&self) -> i64 {
-        match &self.manual {
-            Some(t) => t.load(Ordering::SeqCst),
-            None => chrono::Utc::now().timestamp_millis(),
+        match (&self.manual, &self.tokio) {
+            (Some(t), _) => t.load(Ordering::SeqCst),
+            (None, Some((base, start_ms))) => start_ms + base.elapsed().as_millis() as i64,
+            (None, None) => chrono::Utc::now().timestamp_millis(),
         }
     }
 
@@ -85,6 +100,8 @@ pub struct App {
     pub accounts: Arc<Accounts>,
     /// Discovered watches and finished restores.
     pub runtime: Arc<WatchRuntime>,
+    /// Send-rate windows per receiver, shared by every delivery pass of this process.
+    pub send_limits: Arc<crate::delivery::SendLimits>,
 }
 
 /// Why the product could not start.
@@ -112,6 +129,9 @@ pub struct PollReport {
     pub error: Option<String>,
     /// Events the poll produced.
     pub events: Vec<Event>,
+    /// After a failed poll: do not poll this watch again before this time (epoch ms), so a
+    /// throttled API is given room and a credential error is not retried in a tight loop.
+    pub not_before_ms: Option<i64>,
 }
 
 /// The result of one delivery pass.
@@ -125,6 +145,11 @@ pub struct DeliveryReport {
     pub dead: usize,
     /// One line per failure: channel, event, reason.
     pub failures: Vec<String>,
+    /// Deliveries muted as repeats of a flapping transition (recorded, not sent).
+    pub muted: usize,
+    /// Deliveries left waiting without an attempt: a receiver's rate limit, a channel backing
+    /// off after a failure, or an older message of the same watch that must go first.
+    pub postponed: usize,
 }
 
 impl App {
@@ -166,6 +191,7 @@ impl App {
             concurrency: 8,
             accounts: Arc::new(accounts),
             runtime: Arc::new(WatchRuntime::default()),
+            send_limits: Arc::new(crate::delivery::SendLimits::new()),
         })
     }
 
@@ -179,6 +205,7 @@ impl App {
             outcome: None,
             error: None,
             events: Vec::new(),
+            not_before_ms: None,
         };
         let client = match self
             .accounts
@@ -186,8 +213,8 @@ impl App {
         {
             Ok(client) => client,
             Err(e) => {
-                let message = format!("{e}");
-                self.fail_poll(&mut report, started_at, timer, None, message)
+                let failure = PollFailure::from_dbs(&e);
+                self.fail_poll(watch, &mut report, started_at, timer, failure)
                     .await;
                 return report;
             }
@@ -199,14 +226,8 @@ impl App {
                 // A restore whose pre-check list DBS refuses is followed through its task list.
                 Some(r) => r,
                 None => {
-                    let text = format!("{e}");
-                    let hint = e.hint();
-                    let message = if hint.is_empty() || text.contains(&hint) {
-                        text
-                    } else {
-                        format!("{text}; {hint}")
-                    };
-                    self.fail_poll(&mut report, started_at, timer, e.code(), message)
+                    let failure = PollFailure::from_dbs(&e);
+                    self.fail_poll(watch, &mut report, started_at, timer, failure)
                         .await;
                     return report;
                 }
@@ -277,6 +298,14 @@ impl App {
             )
         };
         self.explain_failures(client, &mut events).await;
+        // The first success after announced failures says so, in the same transaction.
+        let prev = baseline.as_ref().map(|b| &b.snapshot);
+        if let Some(recovered) = self
+            .recovered_event(watch, prev, &response.snapshot, observed_at_ms)
+            .await?
+        {
+            events.insert(0, recovered);
+        }
         let routed: Vec<(Event, Vec<String>)> = events
             .into_iter()
             .map(|e| {
@@ -312,30 +341,19 @@ impl App {
         Ok((outcome, routed.into_iter().map(|(e, _)| e).collect()))
     }
 
+    /// Record a failed poll (and `poll.failed` when it is one too many), and tell the
+    /// scheduler how long to leave the watch alone.
     async fn fail_poll(
         &self,
+        watch: &WatchConfig,
         report: &mut PollReport,
         started_at: i64,
         timer: Instant,
-        code: Option<&str>,
-        message: String,
+        failure: PollFailure,
     ) {
-        let message = self.redactor.redact(&message);
-        tracing::warn!(watch = %report.watch, error = %message, "poll failed");
-        if let Err(e) = self
-            .store
-            .record_poll_error(
-                &report.watch,
-                started_at,
-                timer.elapsed().as_millis() as i64,
-                code,
-                &message,
-            )
-            .await
-        {
-            tracing::error!(watch = %report.watch, error = %e, "could not record the failed poll");
-        }
-        report.error = Some(message);
+        let duration_ms = timer.elapsed().as_millis() as i64;
+        self.record_poll_failure(watch, report, started_at, duration_ms, failure)
+            .await;
     }
 
     /// The channels of `watch` that want events of `kind`.
@@ -387,14 +405,15 @@ impl App {
     }
 
     /// Send every delivery that is due now, once, and record each attempt. Channels are served
-    /// concurrently (one slow receiver does not hold up the others), each channel in order.
+    /// concurrently (one slow receiver does not hold up the others), each channel in order:
+    /// due changes of one watch become one message, flapping repeats are muted, and a
+    /// receiver's rate limit postpones what it cannot take yet (see [`crate::delivery`]).
     pub async fn deliver_due(&self) -> Result<DeliveryReport, StoreError> {
-        let lease_ms = self.config.delivery.timeout.as_millis() as i64 * 2 + 30_000;
         let due = self
             .store
-            .claim_due_deliveries(self.clock.now_ms(), lease_ms, 500)
+            .claim_outbox(self.clock.now_ms(), self.lease_ms(), 500)
             .await?;
-        let mut by_channel: Vec<(String, Vec<DueDelivery>)> = Vec::new();
+        let mut by_channel: Vec<(String, Vec<crate::store::OutboxRow>)> = Vec::new();
         for d in due {
             match by_channel.iter_mut().find(|(c, _)| *c == d.channel) {
                 Some((_, list)) => list.push(d),
@@ -404,7 +423,7 @@ impl App {
         let mut set = JoinSet::new();
         for (channel, list) in by_channel {
             let app = self.clone();
-            set.spawn(async move { app.deliver_to_channel(&channel, list).await });
+            set.spawn(async move { app.deliver_channel(&channel, list).await });
         }
         let mut report = DeliveryReport::default();
         let mut first_error = None;
@@ -414,6 +433,8 @@ impl App {
                     report.delivered += r.delivered;
                     report.retrying += r.retrying;
                     report.dead += r.dead;
+                    report.muted += r.muted;
+                    report.postponed += r.postponed;
                     report.failures.extend(r.failures);
                 }
                 Ok(Err(e)) => {
@@ -426,6 +447,13 @@ impl App {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// How long a claimed delivery is ours: one send (the timeout) plus room to record it. The
+    /// delivery pass extends it while a channel's queue is worked through, so after a crash an
+    /// interrupted send is due again this soon.
+    pub(crate) fn lease_ms(&self) -> i64 {
+        self.config.delivery.timeout.as_millis() as i64 + 5_000
     }
 
     /// Run delivery passes until nothing is due (retries scheduled for later stay pending), at
@@ -442,6 +470,8 @@ impl App {
             total.delivered += r.delivered;
             total.retrying += r.retrying;
             total.dead += r.dead;
+            total.muted += r.muted;
+            total.postponed += r.postponed;
             total.failures.extend(r.failures);
             if sent == 0 {
                 break;
@@ -450,109 +480,9 @@ impl App {
         Ok(total)
     }
 
-    async fn deliver_to_channel(
-        &self,
-        channel_name: &str,
-        due: Vec<DueDelivery>,
-    ) -> Result<DeliveryReport, StoreError> {
-        let mut report = DeliveryReport::default();
-        let Some(channel) = self.config.channel(channel_name) else {
-            // Kept, not dropped: the lease expires and it goes out if the channel comes back.
-            tracing::warn!(
-                channel = %channel_name,
-                pending = due.len(),
-                "pending notifications name a channel that is no longer configured; kept for later"
-            );
-            return Ok(report);
-        };
-        for delivery in due {
-            let attempted_at = self.clock.now_ms();
-            let kind = delivery.event.kind();
-            let rendered = match self.renderer.render(&delivery.channel, &delivery.event) {
-                Ok(r) => r,
-                Err(e) => {
-                    let error = self.redactor.redact(&e.to_string());
-                    let retry_at = attempted_at + self.backoff_ms(delivery.attempts, None);
-                    self.store
-                        .record_attempt(
-                            delivery.id,
-                            &AttemptWrite {
-                                attempted_at,
-                                duration_ms: 0,
-                                outcome: "render_error".into(),
-                                http_status: None,
-                                vendor_code: None,
-                                error: Some(error.clone()),
-                            },
-                            &DeliveryState::RetryAt(retry_at),
-                        )
-                        .await?;
-                    report.retrying += 1;
-                    report
-                        .failures
-                        .push(format!("{} {kind}: {error}", delivery.channel));
-                    continue;
-                }
-            };
-            if let Some(reason) = &rendered.fallback_reason {
-                tracing::warn!(channel = %delivery.channel, reason = %reason,
-                    "the channel's template failed; the built-in template was used");
-            }
-            let sent = self
-                .notifier
-                .send(
-                    &channel.spec,
-                    &Outgoing {
-                        delivery_id: &delivery.uid,
-                        body: &rendered.body,
-                    },
-                )
-                .await;
-            let error = (!sent.error.is_empty()).then(|| self.redactor.redact(&sent.error));
-            let (state, outcome) = match sent.outcome {
-                Outcome::Delivered => {
-                    report.delivered += 1;
-                    (DeliveryState::Delivered, "delivered")
-                }
-                Outcome::Retryable => {
-                    report.retrying += 1;
-                    let wait = self.backoff_ms(delivery.attempts, sent.retry_after);
-                    (DeliveryState::RetryAt(attempted_at + wait), "retryable")
-                }
-                Outcome::Permanent => {
-                    report.dead += 1;
-                    (DeliveryState::Dead, "permanent")
-                }
-            };
-            if let Some(e) = &error {
-                tracing::warn!(channel = %delivery.channel, kind = %kind, outcome, error = %e, "delivery failed");
-                report
-                    .failures
-                    .push(format!("{} {kind}: {e}", delivery.channel));
-            } else {
-                tracing::info!(channel = %delivery.channel, kind = %kind, "delivered");
-            }
-            self.store
-                .record_attempt(
-                    delivery.id,
-                    &AttemptWrite {
-                        attempted_at,
-                        duration_ms: sent.duration.as_millis() as i64,
-                        outcome: outcome.into(),
-                        http_status: sent.http_status,
-                        vendor_code: sent.vendor_code.clone(),
-                        error,
-                    },
-                    &state,
-                )
-                .await?;
-        }
-        Ok(report)
-    }
-
     /// Delay before the next attempt: doubling from `retry_base`, capped at `retry_max`, with
     /// up to 20% jitter, and never sooner than the receiver's `Retry-After`.
-    fn backoff_ms(&self, attempts: i64, retry_after: Option<Duration>) -> i64 {
+    pub(crate) fn backoff_ms(&self, attempts: i64, retry_after: Option<Duration>) -> i64 {
         let d = &self.config.delivery;
         let base = d.retry_base.as_millis() as i64;
         let cap = d.retry_max.as_millis() as i64;

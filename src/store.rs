@@ -41,6 +41,13 @@ use crate::audit::metrics::Metrics;
 use crate::event::Event;
 use crate::snapshot::{Snapshot, Target};
 
+mod outbox;
+
+pub use outbox::{
+    AttemptRecord, DeliveryListing, OutboxFilter, OutboxRow, PollFailureRecorded, PollFailureWrite,
+    PollStreak, Redelivery, SendFinish, SendStart,
+};
+
 /// A storage failure, in words that say what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -786,7 +793,9 @@ impl Store {
             match row.get::<String, _>("status").as_str() {
                 "pending" => c.pending = n,
                 "delivered" => c.delivered = n,
-                _ => c.dead = n,
+                "dead" => c.dead = n,
+                // `muted`: see `Store::muted_count`.
+                _ => {}
             }
         }
         Ok(c)

@@ -175,10 +175,14 @@ fn kinds(app_reports: &[dbswatch::pipeline::PollReport], watch: &str) -> Vec<Str
 async fn a_failing_precheck_and_a_completed_restore_reach_every_channel_exactly_as_sent() {
     let h = harness(Scenario::builtin_demo()).await;
     h.receivers_ok().await;
-    let app = h.app(Clock::system()).await;
+    // Cycles two seconds apart on the product's clock, so Slack's one message a second leaves
+    // room for each cycle's message (the rate limit itself is tested elsewhere).
+    let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
+    let app = h.app(clock.clone()).await;
 
     let mut all_kinds = Vec::new();
     for _ in 0..4 {
+        clock.advance(Duration::from_secs(2));
         let reports = app.poll_many(None).await;
         for r in &reports {
             assert!(r.error.is_none(), "{:?}", r.error);
@@ -189,6 +193,9 @@ async fn a_failing_precheck_and_a_completed_restore_reach_every_channel_exactly_
         ));
         let d = app.deliver_due().await.unwrap();
         assert!(d.failures.is_empty(), "{:?}", d.failures);
+        // The two watches' first messages leave one second apart on Slack.
+        clock.advance(Duration::from_secs(1));
+        app.deliver_due().await.unwrap();
     }
     assert_eq!(all_kinds[0].0, ["precheck.started"]);
     assert_eq!(
@@ -401,7 +408,7 @@ async fn bad_dbs_answers_are_recorded_and_lose_nothing() {
     assert!(d.failures[0].contains("ops-slack"), "{:?}", d.failures);
 
     let expect_errors = ["502", "Throttling.User", "cut off", "InvalidParameterValid"];
-    for expected in expect_errors {
+    for (n, expected) in expect_errors.into_iter().enumerate() {
         let r = one(&app).await;
         let err = r
             .error
@@ -410,7 +417,13 @@ async fn bad_dbs_answers_are_recorded_and_lose_nothing() {
             err.to_lowercase().contains(&expected.to_lowercase()),
             "{expected} not in: {err}"
         );
-        assert!(r.events.is_empty());
+        // The third failure in a row is announced, once.
+        let kinds: Vec<String> = r.events.iter().map(|e| e.kind()).collect();
+        if n == 2 {
+            assert_eq!(kinds, ["poll.failed"]);
+        } else {
+            assert!(kinds.is_empty(), "{kinds:?}");
+        }
         let base = app
             .store
             .baseline("orders-db", &app.config.watch("orders-db").unwrap().target)
@@ -430,20 +443,30 @@ async fn bad_dbs_answers_are_recorded_and_lose_nothing() {
         assert!(!m.contains(simulate::DEMO_ACCESS_KEY_SECRET), "{m}");
     }
 
-    // Slack recovers; time passes past the backoff; the kept message goes out, then the failure.
+    // Slack recovers; time passes past the backoff; the kept message goes out, then one
+    // message with the failure, which also covers the poll trouble and its end.
     h.receivers_ok().await;
     clock.advance(Duration::from_secs(60));
     let last = one(&app).await;
+    assert_eq!(last.events.first().unwrap().kind(), "poll.recovered");
     assert_eq!(last.events.last().unwrap().kind(), "precheck.failed");
+    let d = app.deliver_due().await.unwrap();
+    assert!(d.failures.is_empty(), "{:?}", d.failures);
+    clock.advance(Duration::from_secs(1));
     let d = app.deliver_due().await.unwrap();
     assert!(d.failures.is_empty(), "{:?}", d.failures);
     let slack = h.received("/slack/").await;
     assert_eq!(slack.len(), 2, "the started message (kept) and the failure");
+    let merged = json(&slack[1]).to_string();
+    assert!(merged.contains("Pre-check failed"), "{merged}");
+    assert!(merged.contains("This message covers 3 changes"), "{merged}");
+    assert!(merged.contains("Polling DBS failed"), "{merged}");
+    // started, poll.failed and poll.recovered to Slack and the webhook; the failure to all three.
     assert_eq!(
         app.store.outbox_counts().await.unwrap(),
         OutboxCounts {
             pending: 0,
-            delivered: 5,
+            delivered: 9,
             dead: 0
         }
     );

@@ -124,6 +124,7 @@ mod tests {
             duration: Duration::from_millis(42),
             retry_after: None,
             sent_body: String::new(),
+            not_received: false,
         }
     }
 

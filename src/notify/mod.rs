@@ -167,6 +167,11 @@ pub struct SendReport {
     /// The exact body sent. Empty when the attempt stopped before a request was made (the
     /// body, the URL or the secret was unusable).
     pub sent_body: String,
+    /// True when the receiver certainly did not take the message: the connection was never
+    /// made, or it answered 429 or a "busy / too fast" code. The delivery loop may then merge
+    /// the message with newer changes under a new id; after a timeout or a 5xx (the receiver
+    /// may have processed it) the retry must carry the same id and content.
+    pub not_received: bool,
 }
 
 /// Why a message could not be put on the wire. The texts are shown to operators, so each one
@@ -328,6 +333,7 @@ impl Notifier {
                 duration: started.elapsed(),
                 retry_after: None,
                 sent_body: String::new(),
+                not_received: true,
             },
         };
         let report = SendReport {
@@ -417,8 +423,12 @@ impl Notifier {
         let result = http::execute(request).await;
         let duration = started.elapsed();
 
-        let (http_status, verdict, retry_after) = match result {
-            Err(err) => (None, http::transport_verdict(err, self.timeout), None),
+        let (http_status, verdict, retry_after, not_received) = match result {
+            Err(err) => {
+                let never_connected = err.is_connect();
+                let verdict = http::transport_verdict(err, self.timeout);
+                (None, verdict, None, never_connected)
+            }
             Ok(reply) => {
                 let verdict = match channel.kind {
                     ChannelKind::Slack => slack::classify(&reply),
@@ -435,7 +445,11 @@ impl Notifier {
                         .max(verdict.wait),
                     _ => None,
                 };
-                (Some(reply.status), verdict, retry_after)
+                // A 429, or a 2xx whose body code says "busy / too fast": refused, not taken.
+                let refused = verdict.outcome == Outcome::Retryable
+                    && (reply.status == 429
+                        || ((200..300).contains(&reply.status) && verdict.vendor_code.is_some()));
+                (Some(reply.status), verdict, retry_after, refused)
             }
         };
         Ok(SendReport {
@@ -446,6 +460,7 @@ impl Notifier {
             duration,
             retry_after,
             sent_body: body,
+            not_received,
         })
     }
 }

@@ -1,0 +1,755 @@
+//! The outbox's SQL: claiming due deliveries, freezing a message's members before it is sent,
+//! recording the outcome, postponing what a rate limit holds back, muting flapping repeats,
+//! seeding the rate limiter after a restart, poll health, and the `deliveries` / `redeliver`
+//! commands.
+//!
+//! Invariants kept here:
+//! - a message's members and idempotency id (`batch_uid`) are written **before** the request
+//!   goes out, together with an attempt row marked `sending`; a crash after that point leaves
+//!   a pending row whose lease expires and which is sent again with the same id and members;
+//! - a row is only ever moved out of `pending` by an attempt outcome, a mute or `redeliver`
+//!   (which moves `dead` back to `pending`); nothing is deleted;
+//! - a postponement (rate limit, a busy channel) changes `next_attempt_at` only: it is not an
+//!   attempt and does not touch the retry count.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{AttemptWrite, DeliveryState, Store, StoreError};
+use crate::event::Event;
+
+/// A pending delivery claimed for sending, with what grouping, the retry budget and the
+/// idempotency identity need.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// The delivery's own idempotency key (the message's id when it is sent alone).
+    pub uid: String,
+    /// Channel name.
+    pub channel: String,
+    /// The event.
+    pub event: Event,
+    /// The message this row is frozen into, when a send of it may have reached the receiver.
+    pub batch_uid: Option<String>,
+    /// Attempts that count for the backoff (since the last `redeliver`).
+    pub backoff_attempts: i64,
+    /// When the retry budget started: creation, or the last `redeliver`.
+    pub budget_from: i64,
+}
+
+/// The moment before a message goes out.
+#[derive(Debug, Clone)]
+pub struct SendStart<'a> {
+    /// The message's idempotency id (DingTalk `msgUuid`, `webhook-id`).
+    pub batch_uid: &'a str,
+    /// The pending deliveries the message covers.
+    pub members: &'a [i64],
+    /// Muted repeats the message reports ("N repeats muted").
+    pub muted_notes: &'a [i64],
+    /// When the request starts, epoch ms.
+    pub attempted_at: i64,
+    /// Until when the members are ours: a crash leaves them due again at this time.
+    pub lease_until: i64,
+}
+
+/// The outcome of one message.
+#[derive(Debug, Clone)]
+pub struct SendFinish<'a> {
+    /// The message's idempotency id.
+    pub batch_uid: &'a str,
+    /// The deliveries it covered.
+    pub members: &'a [i64],
+    /// The `sending` attempt rows [`Store::begin_send`] wrote.
+    pub attempt_ids: &'a [i64],
+    /// What happened.
+    pub attempt: &'a AttemptWrite,
+    /// Where the members stand now.
+    pub state: DeliveryState,
+    /// The receiver certainly did not take the message (connection refused, 429, a throttle
+    /// code): unfreeze the members so the next try may merge them with newer changes under a
+    /// new id. Otherwise they stay frozen and the retry carries the same id.
+    pub release: bool,
+}
+
+/// One attempt, as the `deliveries` command shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// When, epoch ms.
+    pub attempted_at_ms: i64,
+    /// How long, ms.
+    pub duration_ms: i64,
+    /// `delivered`, `retryable`, `permanent`, `render_error`, `budget_exhausted`, or `sending`
+    /// (no answer recorded: still in flight, or the process stopped during the send).
+    pub outcome: String,
+    /// HTTP status of the answer.
+    pub http_status: Option<i64>,
+    /// Vendor code (DingTalk errcode, Slack error string).
+    pub vendor_code: Option<String>,
+    /// The error, redacted.
+    pub error: Option<String>,
+    /// The idempotency id that went out.
+    pub message_uid: Option<String>,
+}
+
+/// One delivery with its attempts, for `dbswatch deliveries`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryListing {
+    /// Row id: what `dbswatch redeliver` takes.
+    pub id: i64,
+    /// The delivery's idempotency key.
+    pub uid: String,
+    /// Channel name.
+    pub channel: String,
+    /// `pending`, `delivered`, `dead` or `muted`.
+    pub status: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's kind.
+    pub kind: String,
+    /// The watch.
+    pub watch: String,
+    /// When the event was seen, epoch ms.
+    pub observed_at_ms: i64,
+    /// When the delivery was written, epoch ms.
+    pub created_at_ms: i64,
+    /// When it is (or was last) due, epoch ms.
+    pub next_attempt_at_ms: i64,
+    /// When the receiver accepted it, epoch ms.
+    pub delivered_at_ms: Option<i64>,
+    /// Completed attempts.
+    pub attempts: i64,
+    /// The last error (or why it was muted), redacted.
+    pub last_error: Option<String>,
+    /// The message it was (or is being) sent in, when several changes were merged or a send
+    /// was made.
+    pub message_id: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// Filters for `dbswatch deliveries`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<i64>,
+}
+
+/// What `redeliver` did with one id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum Redelivery {
+    /// Back to `pending`, due now, with a fresh retry budget and the same idempotency key.
+    Requeued,
+    /// No delivery has this id.
+    NotFound,
+    /// Only dead deliveries are re-queued; this one is in another state.
+    NotDead {
+        /// Its status.
+        status: String,
+    },
+}
+
+/// A run of failed polls, read from the poll log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollStreak {
+    /// Failed polls since the last successful one.
+    pub failures: u32,
+    /// When the first of them started, epoch ms.
+    pub since_ms: i64,
+    /// The last one's DBS error code.
+    pub last_code: Option<String>,
+    /// The last one's message (already redacted when it was stored).
+    pub last_message: String,
+}
+
+/// A failed poll, ready to be written, and how to announce the run of failures if this one
+/// crosses the threshold.
+pub struct PollFailureWrite<'a> {
+    /// Watch name.
+    pub watch: &'a str,
+    /// When the poll started, epoch ms.
+    pub started_at: i64,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// DBS error code, if any.
+    pub code: Option<&'a str>,
+    /// The error, redacted.
+    pub message: &'a str,
+    /// Failed polls in a row that make `poll.failed`.
+    pub threshold: u32,
+    /// When the poll ended: the time new deliveries become due.
+    pub now: i64,
+    /// Builds the `poll.failed` event (with its channels) from the number of failures and the
+    /// start of the first; called only when the event is to be written.
+    pub announce: &'a mut (dyn FnMut(u32, i64) -> (Event, Vec<String>) + Send),
+    /// Delivery ids, one per channel.
+    pub new_uid: &'a mut (dyn FnMut() -> String + Send),
+}
+
+/// How a failed poll was recorded.
+#[derive(Debug, Clone)]
+pub struct PollFailureRecorded {
+    /// Failed polls in a row, this one included.
+    pub failures: u32,
+    /// The `poll.failed` event, when this poll crossed the threshold.
+    pub announced: Option<Event>,
+}
+
+/// `SELECT` the columns of an [`OutboxRow`] with the given `WHERE` clause (a literal, so the
+/// statement stays a compile-time string).
+macro_rules! select_outbox {
+    ($where:literal) => {
+        concat!(
+            "SELECT d.id, d.uid, d.channel, d.batch_uid, \
+             COALESCE(d.requeued_at, d.created_at) AS budget_from, \
+             CASE WHEN d.requeued_at IS NULL THEN d.attempts ELSE \
+               (SELECT COUNT(*) FROM delivery_attempts a WHERE a.delivery_id = d.id \
+                AND a.attempted_at >= d.requeued_at AND a.outcome <> 'sending') \
+             END AS backoff_attempts, e.payload \
+             FROM deliveries d JOIN events e ON e.id = d.event_id WHERE ",
+            $where
+        )
+    };
+}
+
+impl Store {
+    /// Claim the pending deliveries whose time has come, oldest first: they are pushed
+    /// `lease_ms` into the future in the same transaction, so another pass or process does
+    /// not send them too. A process that dies mid-send leaves the lease to expire; the row is
+    /// then claimed again and, being frozen into its message, sent with the same identity.
+    pub async fn claim_outbox(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(select_outbox!(
+            "d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            sqlx::query("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?")
+                .bind(now + lease_ms)
+                .bind(row.get::<i64, _>("id"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        rows.into_iter().map(outbox_row).collect()
+    }
+
+    /// Every pending member of a frozen message, oldest first, whether or not it was in the
+    /// current claim: a resend must cover exactly what the first send covered.
+    pub async fn batch_members(&self, batch_uid: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(select_outbox!(
+            "d.batch_uid = ? AND d.status = 'pending' ORDER BY d.id"
+        ))
+        .bind(batch_uid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(outbox_row).collect()
+    }
+
+    /// The oldest frozen message of a watch still waiting on a channel: (its id, when it is
+    /// due). Newer changes of the watch wait behind it, so a retry of an older message never
+    /// lands after a newer one.
+    pub async fn frozen_message_of_watch(
+        &self,
+        channel: &str,
+        watch: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT d.batch_uid, MIN(d.next_attempt_at) AS due FROM deliveries d \
+             JOIN events e ON e.id = d.event_id \
+             WHERE d.channel = ? AND e.watch = ? AND d.status = 'pending' \
+             AND d.batch_uid IS NOT NULL GROUP BY d.batch_uid ORDER BY MIN(d.id) LIMIT 1",
+        )
+        .bind(channel)
+        .bind(watch)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get("batch_uid"), r.get("due"))))
+    }
+
+    /// Move pending deliveries to `at` without counting an attempt: a rate-limit wait, a
+    /// channel that is backing off, a message of the same watch that must go first, or a
+    /// lease extended while the channel's queue is worked through.
+    pub async fn reschedule(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Earlier deliveries of `watch` on `channel` that were or will be sent (pending or
+    /// delivered), whose event was seen at or after `since_observed`: what a new change is
+    /// compared with to decide whether it is a flapping repeat.
+    pub async fn earlier_sends(
+        &self,
+        channel: &str,
+        watch: &str,
+        since_observed: i64,
+        before_id: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.channel = ? AND e.watch = ? AND d.id < ? \
+             AND d.status IN ('pending', 'delivered') AND e.observed_at >= ? ORDER BY d.id",
+        )
+        .bind(channel)
+        .bind(watch)
+        .bind(before_id)
+        .bind(since_observed)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| event_from(r.get("id"), r.get("payload")))
+            .collect()
+    }
+
+    /// Mark a pending delivery muted: recorded, never sent. `reason` is kept as its last error
+    /// so `deliveries` and `history` say why.
+    pub async fn mute(&self, id: i64, reason: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'muted', last_error = ?, next_attempt_at = ? \
+             WHERE id = ? AND status = 'pending'",
+        )
+        .bind(reason)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Muted repeats of `watch` on `channel` that no message has reported yet.
+    pub async fn unreported_muted(
+        &self,
+        channel: &str,
+        watch: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.channel = ? AND e.watch = ? AND d.status = 'muted' \
+             AND d.batch_uid IS NULL ORDER BY d.id",
+        )
+        .bind(channel)
+        .bind(watch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    /// The muted repeats a frozen message reports.
+    pub async fn muted_in_message(&self, batch_uid: &str) -> Result<Vec<i64>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE batch_uid = ? AND status = 'muted' ORDER BY id",
+        )
+        .bind(batch_uid)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Freeze a message before it goes out: its members and the muted repeats it reports get
+    /// its id, the members' lease runs from now, and each member gets a `sending` attempt row
+    /// (completed by [`Store::finish_send`]). Returns the attempt row ids.
+    pub async fn begin_send(&self, s: &SendStart<'_>) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut attempt_ids = Vec::with_capacity(s.members.len());
+        for id in s.members {
+            sqlx::query(
+                "UPDATE deliveries SET batch_uid = ?, next_attempt_at = ? \
+                 WHERE id = ? AND status = 'pending'",
+            )
+            .bind(s.batch_uid)
+            .bind(s.lease_until)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let attempt = sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, outcome, \
+                 message_uid) VALUES (?, ?, 0, 'sending', ?)",
+            )
+            .bind(id)
+            .bind(s.attempted_at)
+            .bind(s.batch_uid)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+            attempt_ids.push(attempt);
+        }
+        for id in s.muted_notes {
+            sqlx::query(
+                "UPDATE deliveries SET batch_uid = ? WHERE id = ? AND status = 'muted' \
+                 AND (batch_uid IS NULL OR batch_uid = ?)",
+            )
+            .bind(s.batch_uid)
+            .bind(id)
+            .bind(s.batch_uid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(attempt_ids)
+    }
+
+    /// Record how a message went: every member gets the same attempt and the same new state,
+    /// atomically.
+    pub async fn finish_send(&self, s: &SendFinish<'_>) -> Result<(), StoreError> {
+        let a = s.attempt;
+        let mut tx = self.begin_write().await?;
+        for id in s.attempt_ids {
+            sqlx::query(
+                "UPDATE delivery_attempts SET duration_ms = ?, outcome = ?, http_status = ?, \
+                 vendor_code = ?, error = ? WHERE id = ?",
+            )
+            .bind(a.duration_ms)
+            .bind(&a.outcome)
+            .bind(a.http_status.map(i64::from))
+            .bind(&a.vendor_code)
+            .bind(&a.error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let done_at = a.attempted_at + a.duration_ms;
+        let (status, next, delivered_at) = match s.state {
+            DeliveryState::Delivered => ("delivered", done_at, Some(done_at)),
+            DeliveryState::RetryAt(at) => ("pending", at, None),
+            DeliveryState::Dead => ("dead", done_at, None),
+        };
+        let release = s.release && matches!(s.state, DeliveryState::RetryAt(_));
+        for id in s.members {
+            sqlx::query(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, \
+                 last_error = ?, delivered_at = ?, \
+                 batch_uid = CASE WHEN ? THEN NULL ELSE batch_uid END WHERE id = ?",
+            )
+            .bind(status)
+            .bind(next)
+            .bind(&a.error)
+            .bind(delivered_at)
+            .bind(release)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if release {
+            sqlx::query(
+                "UPDATE deliveries SET batch_uid = NULL WHERE batch_uid = ? AND status = 'muted'",
+            )
+            .bind(s.batch_uid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// When messages went to any of `channels` after `since` (one time per message, however
+    /// many deliveries it covered; interrupted sends included): what a rate-limit window is
+    /// seeded with after a restart, so the new process cannot burst past a robot's limit.
+    pub async fn recent_sends(
+        &self,
+        channels: &[String],
+        since: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut sends: Vec<(i64, Option<String>)> = Vec::new();
+        for channel in channels {
+            let rows = sqlx::query(
+                "SELECT DISTINCT a.attempted_at, a.message_uid FROM delivery_attempts a \
+                 JOIN deliveries d ON d.id = a.delivery_id \
+                 WHERE a.attempted_at > ? AND a.outcome <> 'render_error' AND d.channel = ?",
+            )
+            .bind(since)
+            .bind(channel)
+            .fetch_all(&self.pool)
+            .await?;
+            sends.extend(
+                rows.iter()
+                    .map(|r| (r.get("attempted_at"), r.get("message_uid"))),
+            );
+        }
+        sends.sort();
+        sends.dedup();
+        Ok(sends.into_iter().map(|(at, _)| at).collect())
+    }
+
+    /// Deliveries newest first, each with its attempts, for `dbswatch deliveries`.
+    pub async fn list_deliveries(
+        &self,
+        filter: &OutboxFilter,
+    ) -> Result<Vec<DeliveryListing>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.uid, d.channel, d.status, d.attempts, d.next_attempt_at, \
+             d.last_error, d.created_at, d.delivered_at, d.batch_uid, \
+             e.uid AS event_uid, e.kind, e.watch, e.observed_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.channel = ?2) \
+             ORDER BY d.id DESC LIMIT ?3",
+        )
+        .bind(&filter.status)
+        .bind(&filter.channel)
+        .bind(filter.limit.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.get("id");
+            let attempt_log = sqlx::query(
+                "SELECT attempted_at, duration_ms, outcome, http_status, vendor_code, error, \
+                 message_uid FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|a| AttemptRecord {
+                attempted_at_ms: a.get("attempted_at"),
+                duration_ms: a.get("duration_ms"),
+                outcome: a.get("outcome"),
+                http_status: a.get("http_status"),
+                vendor_code: a.get("vendor_code"),
+                error: a.get("error"),
+                message_uid: a.get("message_uid"),
+            })
+            .collect();
+            out.push(DeliveryListing {
+                id,
+                uid: r.get("uid"),
+                channel: r.get("channel"),
+                status: r.get("status"),
+                event_id: r.get("event_uid"),
+                kind: r.get("kind"),
+                watch: r.get("watch"),
+                observed_at_ms: r.get("observed_at"),
+                created_at_ms: r.get("created_at"),
+                next_attempt_at_ms: r.get("next_attempt_at"),
+                delivered_at_ms: r.get("delivered_at"),
+                attempts: r.get("attempts"),
+                last_error: r.get("last_error"),
+                message_id: r.get("batch_uid"),
+                attempt_log,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Put dead deliveries back in the queue, due `now`, with a fresh retry budget and their
+    /// own idempotency key (a receiver that did get an earlier attempt still drops the copy).
+    /// Anything not dead is left alone and reported.
+    pub async fn redeliver(&self, ids: &[i64], now: i64) -> Result<Vec<Redelivery>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM deliveries WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            out.push(match status.as_deref() {
+                None => Redelivery::NotFound,
+                Some("dead") => {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, \
+                         requeued_at = ?, batch_uid = NULL WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    Redelivery::Requeued
+                }
+                Some(other) => Redelivery::NotDead {
+                    status: other.to_string(),
+                },
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Muted deliveries (repeats of a flapping transition, recorded and not sent), which
+    /// [`Store::outbox_counts`] leaves out.
+    pub async fn muted_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'muted'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The current run of failed polls of a watch, `None` when its last poll succeeded (or it
+    /// was never polled).
+    pub async fn poll_streak(&self, watch: &str) -> Result<Option<PollStreak>, StoreError> {
+        streak(&self.pool, watch).await
+    }
+
+    /// Whether the watch's poll failures were announced and not yet followed by
+    /// `poll.recovered`: the last poll-health event of the watch is `poll.failed`.
+    pub async fn poll_failure_announced(&self, watch: &str) -> Result<bool, StoreError> {
+        announced(&self.pool, watch).await
+    }
+
+    /// Record a failed poll. When it makes `threshold` failures in a row and the run was not
+    /// announced yet, `poll.failed` and its deliveries are written in the same transaction:
+    /// announced once per run of failures, and never lost.
+    pub async fn record_poll_failure(
+        &self,
+        w: PollFailureWrite<'_>,
+    ) -> Result<PollFailureRecorded, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO polls (watch, started_at, duration_ms, outcome, error_code, error_message) \
+             VALUES (?, ?, ?, 'error', ?, ?)",
+        )
+        .bind(w.watch)
+        .bind(w.started_at)
+        .bind(w.duration_ms)
+        .bind(w.code)
+        .bind(w.message)
+        .execute(&mut *tx)
+        .await?;
+        let run = streak(&mut *tx, w.watch).await?;
+        let failures = run.as_ref().map_or(1, |s| s.failures);
+        let since = run.as_ref().map_or(w.started_at, |s| s.since_ms);
+        let mut announced_event = None;
+        if failures >= w.threshold && !announced(&mut *tx, w.watch).await? {
+            let (event, channels) = (w.announce)(failures, since);
+            insert_event(&mut tx, &event, &channels, None, w.now, w.new_uid).await?;
+            announced_event = Some(event);
+        }
+        tx.commit().await?;
+        Ok(PollFailureRecorded {
+            failures,
+            announced: announced_event,
+        })
+    }
+}
+
+/// Write one event and a pending delivery per channel inside `tx`.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    event: &Event,
+    channels: &[String],
+    snapshot_id: Option<i64>,
+    now: i64,
+    new_uid: &mut (dyn FnMut() -> String + Send),
+) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(event).expect("events always serialise");
+    let event_id = sqlx::query(
+        "INSERT INTO events (uid, watch, kind, target_type, target_id, status, observed_at, \
+         snapshot_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&event.id)
+    .bind(&event.watch)
+    .bind(event.kind())
+    .bind(event.target.type_name())
+    .bind(event.target.id())
+    .bind(&event.status)
+    .bind(event.observed_at_ms)
+    .bind(snapshot_id)
+    .bind(payload)
+    .execute(&mut **tx)
+    .await?
+    .last_insert_rowid();
+    for channel in channels {
+        sqlx::query(
+            "INSERT INTO deliveries (uid, event_id, channel, status, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(new_uid())
+        .bind(event_id)
+        .bind(channel)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn streak<'e, E>(executor: E, watch: &str) -> Result<Option<PollStreak>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    // Errors after the last successful poll row. Poll rows are only ever appended (an
+    // unchanged poll may extend the newest row, never an older one), so id order is time order.
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(started_at) AS since, \
+         (SELECT error_code FROM polls WHERE watch = ?1 ORDER BY id DESC LIMIT 1) AS code, \
+         (SELECT error_message FROM polls WHERE watch = ?1 ORDER BY id DESC LIMIT 1) AS message \
+         FROM polls WHERE watch = ?1 AND outcome = 'error' AND id > \
+         COALESCE((SELECT MAX(id) FROM polls WHERE watch = ?1 AND outcome <> 'error'), 0)",
+    )
+    .bind(watch)
+    .fetch_one(executor)
+    .await?;
+    let n: i64 = row.get("n");
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(PollStreak {
+        failures: u32::try_from(n).unwrap_or(u32::MAX),
+        since_ms: row.get("since"),
+        last_code: row.get("code"),
+        last_message: row.get::<Option<String>, _>("message").unwrap_or_default(),
+    }))
+}
+
+async fn announced<'e, E>(executor: E, watch: &str) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT kind FROM events WHERE watch = ? AND kind IN ('poll.failed', 'poll.recovered') \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(watch)
+    .fetch_optional(executor)
+    .await?;
+    Ok(kind.as_deref() == Some("poll.failed"))
+}
+
+fn event_from(id: i64, payload: String) -> Result<Event, StoreError> {
+    serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
+        table: "events",
+        id,
+        reason: e.to_string(),
+    })
+}
+
+fn outbox_row(row: sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
+    let id: i64 = row.get("id");
+    Ok(OutboxRow {
+        id,
+        uid: row.get("uid"),
+        channel: row.get("channel"),
+        event: event_from(id, row.get("payload"))?,
+        batch_uid: row.get("batch_uid"),
+        backoff_attempts: row.get("backoff_attempts"),
+        budget_from: row.get("budget_from"),
+    })
+}
