@@ -194,6 +194,52 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// List notifications in the outbox, newest first, with their attempts and last error
+    Deliveries {
+        /// Only notifications in this state
+        #[arg(long, value_enum)]
+        status: Option<DeliveryStatus>,
+        /// Only this channel
+        #[arg(long)]
+        channel: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// At most this many
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Re-queue dead notifications (ids from `dbswatch deliveries`) with a fresh retry budget
+    /// (exit 1 when an id was not re-queued)
+    Redeliver {
+        /// Delivery ids
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+/// Where a notification stands, for `deliveries --status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryStatus {
+    /// Waiting to be sent or retried
+    Pending,
+    /// Accepted by the receiver
+    Delivered,
+    /// Given up: a configuration or content error, or the retry budget ran out
+    Dead,
+    /// A repeat of a flapping transition within the channel's repeat_interval; not sent
+    Muted,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Muted => "muted",
+        }
+    }
 }
 
 /// History output formats.
@@ -335,6 +381,13 @@ async fn run_command(cli: Cli) -> ExitCode {
             crate::commands::audit::stats(&config_path, filter, format).await
         }
         Command::Verify { format } => crate::commands::audit::verify(&config_path, format).await,
+        Command::Deliveries {
+            status,
+            channel,
+            format,
+            limit,
+        } => deliveries_cmd(&config_path, status, channel, format, limit).await,
+        Command::Redeliver { ids } => redeliver_cmd(&config_path, &ids).await,
     }
 }
 
@@ -526,11 +579,18 @@ async fn poll_once(app: App, watch: Option<String>) -> ExitCode {
                     d.delivered, d.retrying, d.dead
                 );
             }
+            if d.muted > 0 {
+                println!(
+                    "notifications: {} muted as repeats (the channel's repeat_interval)",
+                    d.muted
+                );
+            }
             if let Ok(counts) = app.store.outbox_counts().await
                 && counts.pending > 0
             {
                 println!(
-                    "outbox: {} notification(s) pending for a later retry (see `dbswatch history`)",
+                    "outbox: {} notification(s) pending for a later retry or a receiver's rate \
+                     limit (see `dbswatch deliveries`)",
                     counts.pending
                 );
             }
@@ -688,6 +748,60 @@ async fn test_channel_cmd(path: &Path, name: &str) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+async fn deliveries_cmd(
+    path: &Path,
+    status: Option<DeliveryStatus>,
+    channel: Option<String>,
+    format: Format,
+    limit: u32,
+) -> ExitCode {
+    use crate::commands::deliveries;
+    let filter = crate::store::OutboxFilter {
+        status: status.map(|s| s.as_str().to_string()),
+        channel,
+        limit: Some(i64::from(limit)),
+    };
+    match deliveries::list(path, &filter).await {
+        Ok(rows) => {
+            match format {
+                Format::Table => print!("{}", deliveries::table(&rows)),
+                Format::Json => print!("{}", deliveries::json_lines(&rows)),
+                Format::Csv => {
+                    eprintln!("error: deliveries prints as table or json");
+                    return ExitCode::from(2);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn redeliver_cmd(path: &Path, ids: &[i64]) -> ExitCode {
+    use crate::commands::deliveries;
+    let now = chrono::Utc::now().timestamp_millis();
+    match deliveries::redeliver(path, ids, now).await {
+        Ok(results) => {
+            print!("{}", deliveries::redelivery_lines(&results));
+            if results
+                .iter()
+                .all(|(_, r)| *r == crate::store::Redelivery::Requeued)
+            {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
 }

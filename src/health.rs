@@ -104,6 +104,21 @@ pub fn poll_backoff(
     }
 }
 
+/// The earliest time the scheduler may look for `watch`'s next fire time: `after`, or later
+/// when the watch's last poll failed and asked for a backoff.
+pub fn poll_floor(
+    reports: &[PollReport],
+    watch: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    reports
+        .iter()
+        .find(|r| r.watch == watch)
+        .and_then(|r| r.not_before_ms)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or(after, |at| at.max(after))
+}
+
 /// A uniform value in [0, 1) from a v4 UUID's random bits.
 fn jitter() -> f64 {
     let bits = (uuid::Uuid::new_v4().as_u128() >> 75) as u64;
@@ -214,8 +229,16 @@ impl App {
                 1
             }
         };
-        report.not_before_ms = poll_backoff(failure.kind, failures, failure.retry_after, jitter())
-            .map(|wait| now + wait.as_millis() as i64);
+        let backoff = poll_backoff(failure.kind, failures, failure.retry_after, jitter());
+        if let Some(wait) = backoff {
+            tracing::info!(
+                watch = %watch.name,
+                failures,
+                wait_secs = wait.as_secs(),
+                "the next poll of this watch waits"
+            );
+        }
+        report.not_before_ms = backoff.map(|wait| now + wait.as_millis() as i64);
         report.error = Some(message);
     }
 

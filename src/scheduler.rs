@@ -11,6 +11,10 @@
 //! by a stable per-watch offset below `[dbs] jitter_secs`, so hundreds of watches on one
 //! expression do not all call DBS in the same instant.
 //!
+//! A watch whose poll failed is not polled again before the backoff its error calls for
+//! ([`crate::health::poll_backoff`]): a throttled API gets room, a wrong AccessKey is tried at
+//! most every ten minutes.
+//!
 //! Deliveries run as a background pass beside the polls, so a receiver that hangs until its
 //! timeout delays neither the polls nor the other channels.
 //!
@@ -112,13 +116,13 @@ pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<
             }
         }
         if !due.is_empty() {
-            app.poll_many(Some(&due)).await;
+            let reports = app.poll_many(Some(&due)).await;
             let after = utc(app.clock.now_ms());
             for name in due {
+                // A failing watch waits out its backoff before its next scheduled poll.
+                let from = crate::health::poll_floor(&reports, &name, after);
                 let next = match app.find_watch(&name) {
-                    Some(w) if !app.is_done(&w).await => {
-                        next_fire(&w, after, app.config.dbs.jitter)
-                    }
+                    Some(w) if !app.is_done(&w).await => next_fire(&w, from, app.config.dbs.jitter),
                     _ => None,
                 };
                 match next {

@@ -11,10 +11,12 @@
 //!
 //! - [`audit`]: `history`, `timeline`, `snapshots`, `stats`, `verify`;
 //! - [`daemon`]: `run` with the HTTP server and the periodic chain verification;
-//! - [`queries`]: answers shared by the CLI and the HTTP API.
+//! - [`queries`]: answers shared by the CLI and the HTTP API;
+//! - [`deliveries`]: `deliveries` and `redeliver`.
 
 pub mod audit;
 pub mod daemon;
+pub mod deliveries;
 pub mod queries;
 pub mod render;
 pub mod test_channel;

@@ -70,7 +70,6 @@ pub fn event(
         e.status_before = None;
     }
     e
-        poll: None,
 }
 
 /// Record one successful poll with `events`, each routed to `channels`; `salt` makes the
