@@ -171,6 +171,101 @@ mod tests {
         assert!(parse_rate_limit(None, "fast").is_err());
     }
 
+    fn parse(text: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::parse(text, std::path::Path::new("/tmp/dbswatch.toml"), &|_| None)
+    }
+
+    #[test]
+    fn the_delivery_keys_load_with_their_defaults() {
+        let c = parse(
+            r#"
+[delivery]
+timeout_secs = 5
+
+[[channel]]
+name = "hook"
+type = "webhook"
+url = "https://example.invalid/hook"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.delivery.retry_budget, DEFAULT_RETRY_BUDGET);
+        assert_eq!(c.delivery.poll_failure_threshold, 3);
+        assert_eq!(c.channels[0].rate_limit, None);
+        assert!(c.channels[0].rates().is_empty());
+        assert_eq!(c.channels[0].repeat_interval, None);
+
+        let c = parse(
+            r#"
+[delivery]
+retry_budget = "6h"
+poll_failure_threshold = 5
+
+[[channel]]
+name = "hook"
+type = "webhook"
+url = "https://example.invalid/hook"
+rate_limit = "2/s"
+repeat_interval = "30m"
+
+[[channel]]
+name = "ding"
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+rate_limit = "10/min"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.delivery.retry_budget, Duration::from_secs(6 * 3600));
+        assert_eq!(c.delivery.poll_failure_threshold, 5);
+        assert_eq!(
+            c.channels[0].rates(),
+            vec![Rate {
+                limit: 2,
+                window_ms: 1_000
+            }]
+        );
+        assert_eq!(
+            c.channels[0].repeat_interval,
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(c.channels[1].rates()[0].limit, 10);
+    }
+
+    #[test]
+    fn bad_delivery_keys_are_reported_with_their_line() {
+        let err = parse(
+            r#"
+[delivery]
+retry_budget = "forever"
+poll_failure_threshold = 0
+
+[[channel]]
+name = "ding"
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+rate_limit = "60/min"
+repeat_interval = "soon"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("4 problems"), "{err}");
+        assert!(
+            err.contains(":3") && err.contains("`forever` is not a duration"),
+            "{err}"
+        );
+        assert!(
+            err.contains("poll_failure_threshold` must be at least 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("channel `ding`: `60/min` is more than the robot accepts"),
+            "{err}"
+        );
+        assert!(err.contains("`soon` is not a duration"), "{err}");
+    }
+
     #[test]
     fn every_receiver_but_webhooks_has_a_default_rate() {
         assert_eq!(default_rates(ChannelKind::Dingtalk), vec![Rate::DINGTALK]);

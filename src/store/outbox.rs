@@ -753,3 +753,461 @@ fn outbox_row(row: sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         budget_from: row.get("budget_from"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Change, PollHealth};
+    use crate::snapshot::{Item, Scope, Snapshot, Target};
+    use crate::store::{PollOutcome, PollWrite};
+
+    fn snap() -> Snapshot {
+        Snapshot::new(
+            Some("running".into()),
+            Some(10),
+            vec![Item {
+                code: Some("A".into()),
+                state: Some("running".into()),
+                ..Item::default()
+            }],
+        )
+    }
+
+    fn event(id: &str, change: Change, at: i64) -> Event {
+        Event {
+            id: id.into(),
+            scope: Scope::Precheck,
+            change,
+            watch: "w".into(),
+            target: Target::BackupPlan("p".into()),
+            status_before: None,
+            status: Some("running".into()),
+            progress_before: None,
+            progress: Some(10),
+            items: vec![],
+            item_change: None,
+            item_total: 1,
+            observed_at_ms: at,
+            poll: None,
+        }
+    }
+
+    /// Write `events`, each to channel `a`, as one poll at `now`.
+    async fn write(store: &Store, events: &[Event], now: i64) -> PollOutcome {
+        let target = Target::BackupPlan("p".into());
+        let base = store
+            .baseline("w", &target)
+            .await
+            .unwrap()
+            .map(|b| b.content_hash);
+        let routed: Vec<(Event, Vec<String>)> = events
+            .iter()
+            .map(|e| (e.clone(), vec!["a".to_string()]))
+            .collect();
+        let mut uid = || uuid::Uuid::new_v4().to_string();
+        store
+            .record_poll(PollWrite {
+                watch: "w",
+                target: &target,
+                started_at: now,
+                duration_ms: 1,
+                finished_at: now,
+                snapshot: &snap(),
+                raw_body: "{}",
+                request_id: None,
+                expected_hash: base.as_deref(),
+                events: &routed,
+                new_uid: &mut uid,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn attempt(outcome: &str, at: i64) -> AttemptWrite {
+        AttemptWrite {
+            attempted_at: at,
+            duration_ms: 5,
+            outcome: outcome.into(),
+            http_status: Some(500),
+            vendor_code: None,
+            error: Some("HTTP 500".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_interrupted_by_a_crash_is_claimed_again_frozen() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(
+            &store,
+            &[
+                event("e1", Change::Started, 10),
+                event("e2", Change::Failed, 10),
+            ],
+            10,
+        )
+        .await;
+        let claimed = store.claim_outbox(10, 1_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(claimed.iter().all(|r| r.batch_uid.is_none()));
+        let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+        let attempts = store
+            .begin_send(&SendStart {
+                batch_uid: "m1",
+                members: &ids,
+                muted_notes: &[],
+                attempted_at: 20,
+                lease_until: 1_020,
+            })
+            .await
+            .unwrap();
+        assert_eq!(attempts.len(), 2);
+        // The process dies here. Nothing is due until the lease ends...
+        assert!(
+            store
+                .claim_outbox(1_019, 1_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // ...then the same members come back under the same id.
+        let again = store.claim_outbox(1_020, 1_000, 10).await.unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|r| r.batch_uid.as_deref() == Some("m1")));
+        assert_eq!(store.batch_members("m1").await.unwrap().len(), 2);
+        let listed = store
+            .list_deliveries(&DeliveryFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(listed[0].attempt_log[0].outcome, "sending");
+        assert_eq!(listed[0].attempt_log[0].message_uid.as_deref(), Some("m1"));
+        assert_eq!(
+            listed[0].attempts, 0,
+            "an interrupted send is not a completed attempt"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_is_unfrozen_and_an_ambiguous_one_stays_frozen() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(&store, &[event("e1", Change::Failed, 10)], 10).await;
+        let id = store.claim_outbox(10, 1_000, 10).await.unwrap()[0].id;
+        for (release, frozen) in [(false, Some("m1")), (true, None)] {
+            let attempt_ids = store
+                .begin_send(&SendStart {
+                    batch_uid: "m1",
+                    members: &[id],
+                    muted_notes: &[],
+                    attempted_at: 20,
+                    lease_until: 1_020,
+                })
+                .await
+                .unwrap();
+            store
+                .finish_send(&SendFinish {
+                    batch_uid: "m1",
+                    members: &[id],
+                    attempt_ids: &attempt_ids,
+                    attempt: &attempt("retryable", 20),
+                    state: DeliveryState::RetryAt(500),
+                    release,
+                })
+                .await
+                .unwrap();
+            let row = &store.claim_outbox(500, 1_000, 10).await.unwrap()[0];
+            assert_eq!(row.batch_uid.as_deref(), frozen, "release = {release}");
+        }
+        let listed = store
+            .list_deliveries(&DeliveryFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(listed[0].attempts, 2);
+        assert_eq!(listed[0].attempt_log[1].outcome, "retryable");
+        assert_eq!(listed[0].attempt_log[1].http_status, Some(500));
+    }
+
+    #[tokio::test]
+    async fn muted_repeats_are_reported_by_exactly_one_message() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(
+            &store,
+            &[
+                event("e1", Change::Failed, 10),
+                event("e2", Change::Failed, 11),
+            ],
+            10,
+        )
+        .await;
+        let rows = store.claim_outbox(10, 1_000, 10).await.unwrap();
+        let earlier = store.earlier_sends("a", "w", 0, rows[1].id).await.unwrap();
+        assert_eq!(
+            earlier.len(),
+            1,
+            "the first failure is pending, so it counts"
+        );
+        store.mute(rows[1].id, "muted: repeat", 10).await.unwrap();
+        assert_eq!(store.muted_count().await.unwrap(), 1);
+        assert_eq!(
+            store.unreported_muted("a", "w").await.unwrap(),
+            [rows[1].id]
+        );
+        let attempt_ids = store
+            .begin_send(&SendStart {
+                batch_uid: "m1",
+                members: &[rows[0].id],
+                muted_notes: &[rows[1].id],
+                attempted_at: 20,
+                lease_until: 1_020,
+            })
+            .await
+            .unwrap();
+        assert!(store.unreported_muted("a", "w").await.unwrap().is_empty());
+        assert_eq!(store.muted_in_message("m1").await.unwrap(), [rows[1].id]);
+        // Refused: the note goes back to the pool, for the next message to report.
+        store
+            .finish_send(&SendFinish {
+                batch_uid: "m1",
+                members: &[rows[0].id],
+                attempt_ids: &attempt_ids,
+                attempt: &attempt("retryable", 20),
+                state: DeliveryState::RetryAt(30),
+                release: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.unreported_muted("a", "w").await.unwrap(),
+            [rows[1].id]
+        );
+        let counts = store.outbox_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.dead), (1, 0), "muted is neither");
+    }
+
+    #[tokio::test]
+    async fn the_rate_limiter_is_seeded_with_messages_not_rows() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(
+            &store,
+            &[
+                event("e1", Change::Started, 10),
+                event("e2", Change::Failed, 10),
+                event("e3", Change::Passed, 10),
+            ],
+            10,
+        )
+        .await;
+        let ids: Vec<i64> = store
+            .claim_outbox(10, 1_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        store
+            .begin_send(&SendStart {
+                batch_uid: "m1",
+                members: &ids,
+                muted_notes: &[],
+                attempted_at: 100,
+                lease_until: 1_100,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.recent_sends(&["a".into()], 0).await.unwrap(), [100]);
+        assert!(
+            store
+                .recent_sends(&["a".into()], 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .recent_sends(&["b".into()], 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn redeliver_requeues_only_dead_ones_with_a_fresh_budget() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(
+            &store,
+            &[
+                event("e1", Change::Failed, 10),
+                event("e2", Change::Started, 10),
+            ],
+            10,
+        )
+        .await;
+        let rows = store.claim_outbox(10, 1_000, 10).await.unwrap();
+        for (row, state) in rows
+            .iter()
+            .zip([DeliveryState::Dead, DeliveryState::Delivered])
+        {
+            let attempt_ids = store
+                .begin_send(&SendStart {
+                    batch_uid: &row.uid,
+                    members: &[row.id],
+                    muted_notes: &[],
+                    attempted_at: 20,
+                    lease_until: 1_020,
+                })
+                .await
+                .unwrap();
+            store
+                .finish_send(&SendFinish {
+                    batch_uid: &row.uid,
+                    members: &[row.id],
+                    attempt_ids: &attempt_ids,
+                    attempt: &attempt("permanent", 20),
+                    state,
+                    release: false,
+                })
+                .await
+                .unwrap();
+        }
+        let results = store
+            .redeliver(&[rows[0].id, rows[1].id, 999], 5_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            results,
+            [
+                Redelivery::Requeued,
+                Redelivery::NotDead {
+                    status: "delivered".into()
+                },
+                Redelivery::NotFound
+            ]
+        );
+        let again = store.claim_outbox(5_000, 1_000, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].uid, rows[0].uid, "the same idempotency key");
+        assert_eq!(again[0].budget_from, 5_000);
+        assert_eq!(again[0].backoff_attempts, 0);
+        assert_eq!(again[0].batch_uid, None);
+    }
+
+    #[tokio::test]
+    async fn a_run_of_failed_polls_is_announced_once() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(&store, &[], 1).await;
+        let mut announced = Vec::new();
+        for n in 0..5i64 {
+            let mut announce = |failures: u32, since: i64| {
+                let mut e = event(&format!("pf{n}"), Change::PollFailed, 100 + n);
+                e.poll = Some(PollHealth {
+                    failures,
+                    since_ms: since,
+                    error_kind: Some("throttled".into()),
+                    code: Some("Throttling.User".into()),
+                    message: "slow down".into(),
+                    hint: "wait".into(),
+                });
+                (e, vec!["a".to_string()])
+            };
+            let mut uid = || uuid::Uuid::new_v4().to_string();
+            let recorded = store
+                .record_poll_failure(PollFailureWrite {
+                    watch: "w",
+                    started_at: 100 + n,
+                    duration_ms: 1,
+                    code: Some("Throttling.User"),
+                    message: "slow down",
+                    threshold: 3,
+                    now: 100 + n,
+                    announce: &mut announce,
+                    new_uid: &mut uid,
+                })
+                .await
+                .unwrap();
+            assert_eq!(recorded.failures, n as u32 + 1);
+            announced.extend(recorded.announced);
+        }
+        assert_eq!(announced.len(), 1, "{announced:?}");
+        let health = announced[0].poll.as_ref().unwrap();
+        assert_eq!((health.failures, health.since_ms), (3, 100));
+        assert!(store.poll_failure_announced("w").await.unwrap());
+        let run = store.poll_streak("w").await.unwrap().unwrap();
+        assert_eq!(run.failures, 5);
+        assert_eq!(run.last_code.as_deref(), Some("Throttling.User"));
+        // A success ends the run (the pipeline writes poll.recovered with it).
+        write(&store, &[event("pr", Change::PollRecovered, 200)], 200).await;
+        assert_eq!(store.poll_streak("w").await.unwrap(), None);
+        assert!(!store.poll_failure_announced("w").await.unwrap());
+        let due = store.claim_outbox(1_000, 1, 10).await.unwrap();
+        let kinds: Vec<String> = due.iter().map(|r| r.event.kind()).collect();
+        assert_eq!(kinds, ["poll.failed", "poll.recovered"]);
+    }
+
+    #[tokio::test]
+    async fn migration_3_keeps_every_delivery_and_attempt_of_a_version_1_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = dir.path().join("v1");
+        std::fs::create_dir(&v1).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/20261203000001_init.sql"
+            ),
+            v1.join("20261203000001_init.sql"),
+        )
+        .unwrap();
+        let file = dir.path().join("old.db");
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&file)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            sqlx::migrate::Migrator::new(v1.as_path())
+                .await
+                .unwrap()
+                .run(&pool)
+                .await
+                .unwrap();
+            for sql in [
+                "INSERT INTO events (id, uid, watch, kind, target_type, target_id, observed_at, \
+                 payload) VALUES (1, 'e1', 'w', 'precheck.failed', 'backup_plan', 'p', 5, \
+                 '{\"id\":\"e1\",\"scope\":\"precheck\",\"change\":\"failed\",\"watch\":\"w\",\
+                 \"target\":{\"backup_plan\":\"p\"},\"status_before\":null,\"status\":\"failed\",\
+                 \"progress_before\":null,\"progress\":100,\"items\":[],\"item_change\":null,\
+                 \"item_total\":1,\"observed_at_ms\":5}')",
+                "INSERT INTO deliveries (id, uid, event_id, channel, status, attempts, \
+                 next_attempt_at, last_error, created_at) \
+                 VALUES (1, 'd1', 1, 'a', 'pending', 1, 50, 'HTTP 500', 5)",
+                "INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, outcome, \
+                 http_status, error) VALUES (1, 6, 3, 'retryable', 500, 'HTTP 500')",
+            ] {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let store = Store::open(&file).await.unwrap();
+        let listed = store
+            .list_deliveries(&DeliveryFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].uid, "d1");
+        assert_eq!(listed[0].last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(listed[0].attempt_log.len(), 1);
+        assert_eq!(listed[0].attempt_log[0].message_uid.as_deref(), Some("d1"));
+        let problems: Vec<String> =
+            sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        store.mute(1, "muted: test", 60).await.unwrap();
+        assert_eq!(
+            store.muted_count().await.unwrap(),
+            1,
+            "the new status is allowed"
+        );
+        let claimed = store.claim_outbox(1_000, 10, 10).await.unwrap();
+        assert!(claimed.is_empty());
+    }
+}
