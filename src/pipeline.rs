@@ -453,7 +453,7 @@ impl App {
     /// delivery pass extends it while a channel's queue is worked through, so after a crash an
     /// interrupted send is due again this soon.
     pub(crate) fn lease_ms(&self) -> i64 {
-        self.config.delivery.timeout.as_millis() as i64 + 5_000
+        self.config.delivery.timeout.as_millis() as i64 + 3_000
     }
 
     /// Run delivery passes until nothing is due (retries scheduled for later stay pending), at
