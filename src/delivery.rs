@@ -21,9 +21,10 @@
 //! - **One message per watch and moment.** Due changes of one watch on one chat channel are one
 //!   message (the headline change in full, the others listed). Generic webhooks get one request
 //!   per event, because machines consume them per event.
-//! - **Flapping is muted.** With `repeat_interval`, a change equal to one already sent (or
-//!   about to be) for the watch within that span is recorded as `muted`; the next message of the
-//!   watch says how many were muted.
+//! - **Flapping is muted.** With `repeat_interval`, a change equal to one the receiver already
+//!   accepted for the watch within that span is recorded as `muted`; the next message of the
+//!   watch says how many were muted. Changes still waiting are merged instead, so a merged
+//!   message always leads with the newest state.
 
 use std::collections::{HashSet, VecDeque};
 

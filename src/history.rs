@@ -14,6 +14,13 @@ use crate::store::HistoryEntry;
 /// A one-line summary of what the event says.
 pub fn detail(entry: &HistoryEntry) -> String {
     let e = &entry.event;
+    if let Some(p) = &e.poll {
+        return format!(
+            "{} failed poll(s): {}",
+            p.failures,
+            one_line(&p.message, 120)
+        );
+    }
     if let Some(change) = &e.item_change {
         let code = change.item.code.as_deref().unwrap_or("?");
         let before = change.previous_state.as_deref().unwrap_or("new");

@@ -301,9 +301,10 @@ impl Store {
         Ok(())
     }
 
-    /// Earlier deliveries of `watch` on `channel` that were or will be sent (pending or
-    /// delivered), whose event was seen at or after `since_observed`: what a new change is
-    /// compared with to decide whether it is a flapping repeat.
+    /// Earlier deliveries of `watch` on `channel` that the receiver accepted, whose event was
+    /// seen at or after `since_observed`: what a new change is compared with to decide whether
+    /// it is a flapping repeat. Pending ones do not count: changes that wait together are
+    /// merged into one message, and muting one of them could hide the newest state.
     pub async fn earlier_sends(
         &self,
         channel: &str,
@@ -314,7 +315,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT d.id, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id \
              WHERE d.channel = ? AND e.watch = ? AND d.id < ? \
-             AND d.status IN ('pending', 'delivered') AND e.observed_at >= ? ORDER BY d.id",
+             AND d.status = 'delivered' AND e.observed_at >= ? ORDER BY d.id",
         )
         .bind(channel)
         .bind(watch)
@@ -939,10 +940,9 @@ mod tests {
         .await;
         let rows = store.claim_outbox(10, 1_000, 10).await.unwrap();
         let earlier = store.earlier_sends("a", "w", 0, rows[1].id).await.unwrap();
-        assert_eq!(
-            earlier.len(),
-            1,
-            "the first failure is pending, so it counts"
+        assert!(
+            earlier.is_empty(),
+            "a pending change is merged with the new one, not compared"
         );
         store.mute(rows[1].id, "muted: repeat", 10).await.unwrap();
         assert_eq!(store.muted_count().await.unwrap(), 1);
