@@ -26,7 +26,7 @@
 //!   watch says how many were muted. Changes still waiting are merged instead, so a merged
 //!   message always leads with the newest state.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 
@@ -49,6 +49,8 @@ struct LimitState {
     limiter: Limiter,
     /// Receivers whose windows were filled from the attempt log.
     seeded: HashSet<String>,
+    /// Receivers that failed and are backing off: until when only retries go to them.
+    backing_off: HashMap<String, i64>,
 }
 
 impl SendLimits {
@@ -101,6 +103,28 @@ impl SendLimits {
             state.limiter.window(&window_key(key, i), *rate).record(now);
         }
         Ok(Ok(()))
+    }
+}
+
+impl SendLimits {
+    /// Until when the receiver `key` is backing off after a failure, if it is at `now`.
+    async fn backing_off_until(&self, key: &str, now: i64) -> Option<i64> {
+        let state = self.inner.lock().await;
+        state.backing_off.get(key).copied().filter(|at| *at > now)
+    }
+
+    /// Record how the last message to `key` went: a retryable failure makes new messages wait
+    /// until `retry_at` (only retries test the receiver meanwhile); a success ends that.
+    async fn note_outcome(&self, key: &str, retry_at: Option<i64>) {
+        let mut state = self.inner.lock().await;
+        match retry_at {
+            Some(at) => {
+                state.backing_off.insert(key.to_string(), at);
+            }
+            None => {
+                state.backing_off.remove(key);
+            }
+        }
     }
 }
 
@@ -187,6 +211,11 @@ struct Planned {
 }
 
 impl Planned {
+    /// A message whose send was tried before: it is what tests a receiver that backs off.
+    fn is_retry(&self) -> bool {
+        self.frozen.is_some() || self.members.iter().any(|m| m.backoff_attempts > 0)
+    }
+
     fn ids(&self) -> Vec<i64> {
         self.members.iter().map(|m| m.id).collect()
     }
@@ -235,11 +264,33 @@ impl App {
             }
             rows.push(row);
         }
-        let mut queue: VecDeque<Planned> = self.plan(channel, rows, &mut report).await?.into();
+        let mut plans = self.plan(channel, rows, &mut report).await?;
         let key = receiver_key(&channel.spec);
         let rates = channel.rates();
+        let now = self.clock.now_ms();
+        if let Some(until) = self.send_limits.backing_off_until(&key, now).await {
+            // The receiver failed recently: only retries go now; new messages wait for the
+            // retry time (or for a retry that succeeds in this pass).
+            plans.sort_by_key(|p| !p.is_retry());
+            if !plans.iter().any(Planned::is_retry) {
+                let ids: Vec<i64> = plans.iter().flat_map(Planned::ids).collect();
+                report.postponed += ids.len();
+                self.store.reschedule(&ids, until).await?;
+                return Ok(report);
+            }
+        }
+        let mut queue: VecDeque<Planned> = plans.into();
         while let Some(plan) = queue.pop_front() {
             let now = self.clock.now_ms();
+            if !plan.is_retry()
+                && let Some(until) = self.send_limits.backing_off_until(&key, now).await
+            {
+                let mut ids = plan.ids();
+                ids.extend(queue.iter().flat_map(Planned::ids));
+                report.postponed += ids.len();
+                self.store.reschedule(&ids, until).await?;
+                break;
+            }
             let waiting: Vec<i64> = queue.iter().flat_map(Planned::ids).collect();
             self.store
                 .reschedule(&waiting, now + self.lease_ms())
@@ -464,6 +515,9 @@ impl App {
             .map(|m| m.budget_from)
             .min()
             .unwrap_or(attempted_at);
+        // One retry time for the message and for the receiver's backoff, so the retry is the
+        // first thing due when the receiver is tried again.
+        let retry_at = attempted_at + self.backoff_ms(attempts, sent.retry_after);
         let (state, outcome, next) = match sent.outcome {
             Outcome::Delivered => (DeliveryState::Delivered, "delivered", Next::Continue),
             Outcome::Permanent => (DeliveryState::Dead, "permanent", Next::Continue),
@@ -479,14 +533,11 @@ impl App {
                 });
                 (DeliveryState::Dead, "retryable", Next::Continue)
             }
-            Outcome::Retryable => {
-                let retry_at = attempted_at + self.backoff_ms(attempts, sent.retry_after);
-                (
-                    DeliveryState::RetryAt(retry_at),
-                    "retryable",
-                    Next::HoldRest(retry_at),
-                )
-            }
+            Outcome::Retryable => (
+                DeliveryState::RetryAt(retry_at),
+                "retryable",
+                Next::HoldRest(retry_at),
+            ),
         };
         // Unfreeze only a first send under this id that certainly did not arrive; once any
         // send of it may have arrived, every retry must be that same message.
@@ -508,6 +559,10 @@ impl App {
                 release,
             })
             .await?;
+        // A retryable failure (even one that used up this message's budget) means the receiver
+        // is in trouble; an acceptance or a refusal of this message alone means it is fine.
+        let backing_off = (sent.outcome == Outcome::Retryable).then_some(retry_at);
+        self.send_limits.note_outcome(key, backing_off).await;
         match state {
             DeliveryState::Delivered => {
                 report.delivered += ids.len();

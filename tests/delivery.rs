@@ -658,3 +658,95 @@ async fn the_daemon_backs_off_a_throttled_watch_and_does_not_hammer_a_bad_key() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_receiver_down_for_an_hour_gets_a_short_catch_up_not_a_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual(T0);
+    let sim = dbs(fixtures(&["precheck-fails/04.json"])).await;
+    let rx = Receiver::start(clock.clone()).await;
+    rx.script("/slack", vec![Reply::new(503, "upstream unavailable")]);
+    let channels = format!(
+        r#"
+[[channel]]
+name = "ops-slack"
+type = "slack"
+url = "{}/slack"
+"#,
+        rx.url()
+    );
+    let config = app_config(dir.path(), &sim, "", &channels);
+    let app = App::new(config, clock.clone()).await.unwrap();
+    let sample = dbswatch::render::sample_events()
+        .into_iter()
+        .find(|e| e.kind() == "precheck.failed")
+        .unwrap();
+    let kinds = [Change::Failed, Change::Started, Change::Failed];
+
+    // An hour of Slack answering 503 while two watches change every ten minutes; the delivery
+    // pass runs every 10 seconds, as the daemon would wake for it.
+    let mut n = 0;
+    for second in (0..3_600).step_by(10) {
+        if second % 600 == 0 {
+            for watch in ["orders-db", "billing-db"] {
+                let event = Event {
+                    id: format!("event-{n}"),
+                    change: kinds[n % kinds.len()],
+                    watch: watch.to_string(),
+                    target: Target::BackupPlan(format!("plan-{watch}")),
+                    observed_at_ms: clock.now_ms(),
+                    ..sample.clone()
+                };
+                write_events(&app.store, watch, &[event], clock.now_ms(), "ops-slack").await;
+                n += 1;
+            }
+        }
+        app.deliver_due().await.unwrap();
+        clock.advance(Duration::from_secs(10));
+    }
+    let attempts_while_down = rx.received("/slack").len();
+    assert!(
+        attempts_while_down <= 12,
+        "backoff, not one request per message and pass: {attempts_while_down}"
+    );
+    let pending = app
+        .store
+        .list_deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 12);
+    assert!(pending.iter().all(|d| d.status == "pending"));
+    // Only the first message tested the receiver; the others waited without an attempt.
+    let tried: Vec<_> = pending
+        .iter()
+        .filter(|d| !d.attempt_log.is_empty())
+        .collect();
+    assert_eq!(tried.len(), 1, "{pending:?}");
+    assert_eq!(tried[0].attempt_log.len(), attempts_while_down);
+    assert!(tried[0].last_error.as_deref().unwrap().contains("HTTP 503"));
+
+    // Slack is back. Within the hour's last backoff step everything is out: per watch, the one
+    // message whose send may have arrived (resent under its id) and one summary of the rest.
+    rx.script("/slack", vec![Reply::new(200, "ok")]);
+    for _ in 0..(75 * 6) {
+        app.deliver_due().await.unwrap();
+        if app.store.outbox_counts().await.unwrap().pending == 0 {
+            break;
+        }
+        clock.advance(Duration::from_secs(10));
+    }
+    let counts = app.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.delivered), (0, 12));
+    let after: Vec<_> = rx.received("/slack")[attempts_while_down..].to_vec();
+    // orders-db: its first message (the send that may have arrived) under the same id, then one
+    // summary of its other five changes; billing-db: one summary of its six.
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(
+        after[0].text,
+        rx.received("/slack")[0].text,
+        "resent as it was"
+    );
+    let covered: usize = after.iter().map(|r| covered(&r.text)).sum();
+    assert_eq!(covered, 12, "the catch-up covers every change of the hour");
+    assert!(after.iter().any(|r| r.text.contains("This message covers")));
+}
