@@ -658,6 +658,8 @@ mod tests {
             item_change: None,
             item_total: 1,
             observed_at_ms: 0,
+            job_error: None,
+            restore_task: None,
             poll: None,
         }
     }

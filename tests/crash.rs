@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use dbswatch::pipeline::Clock;
 use dbswatch::simulate::{self, Scenario};
 use dbswatch::snapshot::Target;
-use dbswatch::store::{DeliveryFilter, HistoryFilter, Store};
+use dbswatch::store::{HistoryFilter, OutboxFilter, Store};
 use outbox_support::{Receiver, Reply};
 
 fn start(dir: &Path, run: usize) -> Child {
@@ -197,7 +197,7 @@ events = ["*"]
 
     // Every event reached every channel it was routed to.
     let deliveries = store
-        .list_deliveries(&DeliveryFilter::default())
+        .list_deliveries(&OutboxFilter::default())
         .await
         .unwrap();
     for e in &history {

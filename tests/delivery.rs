@@ -12,7 +12,7 @@ use dbswatch::event::{Change, Event};
 use dbswatch::pipeline::{App, Clock};
 use dbswatch::simulate::{self, Scenario, SimServer, Step};
 use dbswatch::snapshot::{Snapshot, Target};
-use dbswatch::store::{DeliveryFilter, DeliveryListing, PollWrite, Store};
+use dbswatch::store::{DeliveryListing, OutboxFilter, PollWrite, Store};
 use outbox_support::{Receiver, Reply, closed_port, keep_virtual_time_in_small_steps};
 
 /// 2025-12-03T00:00:00Z.
@@ -72,9 +72,9 @@ schedule = "*/10 * * * * *"
 
 async fn listing(store: &Store, channel: &str) -> DeliveryListing {
     store
-        .list_deliveries(&DeliveryFilter {
+        .list_deliveries(&OutboxFilter {
             channel: Some(channel.into()),
-            ..DeliveryFilter::default()
+            ..OutboxFilter::default()
         })
         .await
         .unwrap()
@@ -441,7 +441,7 @@ url = "{}/robot/send?access_token=tok"
     let ids: std::collections::HashSet<String> = got.iter().filter_map(|r| r.id.clone()).collect();
     for d in app
         .store
-        .list_deliveries(&DeliveryFilter::default())
+        .list_deliveries(&OutboxFilter::default())
         .await
         .unwrap()
     {
@@ -520,9 +520,9 @@ url = "{r}/hook"
     assert_eq!(rx.received("/hook").len(), 7);
     let muted_rows = app
         .store
-        .list_deliveries(&DeliveryFilter {
+        .list_deliveries(&OutboxFilter {
             status: Some("muted".into()),
-            ..DeliveryFilter::default()
+            ..OutboxFilter::default()
         })
         .await
         .unwrap();
@@ -711,7 +711,7 @@ url = "{}/slack"
     );
     let pending = app
         .store
-        .list_deliveries(&DeliveryFilter::default())
+        .list_deliveries(&OutboxFilter::default())
         .await
         .unwrap();
     assert_eq!(pending.len(), 12);

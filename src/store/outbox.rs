@@ -789,6 +789,8 @@ mod tests {
             item_change: None,
             item_total: 1,
             observed_at_ms: at,
+            job_error: None,
+            restore_task: None,
             poll: None,
         }
     }
@@ -876,7 +878,7 @@ mod tests {
         assert!(again.iter().all(|r| r.batch_uid.as_deref() == Some("m1")));
         assert_eq!(store.batch_members("m1").await.unwrap().len(), 2);
         let listed = store
-            .list_deliveries(&DeliveryFilter::default())
+            .list_deliveries(&OutboxFilter::default())
             .await
             .unwrap();
         assert_eq!(listed[0].attempt_log[0].outcome, "sending");
@@ -918,7 +920,7 @@ mod tests {
             assert_eq!(row.batch_uid.as_deref(), frozen, "release = {release}");
         }
         let listed = store
-            .list_deliveries(&DeliveryFilter::default())
+            .list_deliveries(&OutboxFilter::default())
             .await
             .unwrap();
         assert_eq!(listed[0].attempts, 2);
@@ -1187,7 +1189,7 @@ mod tests {
         }
         let store = Store::open(&file).await.unwrap();
         let listed = store
-            .list_deliveries(&DeliveryFilter::default())
+            .list_deliveries(&OutboxFilter::default())
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
