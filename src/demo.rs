@@ -370,7 +370,8 @@ async fn tour() -> Result<()> {
             entries.len()
         );
         println!(
-            "Next: copy the config above, point [aliyun] at your account, and run `dbswatch run`."
+            "Next: start from the config printed above: drop `endpoint`, set your AccessKey and \
+             your channels' URLs, run `dbswatch check-config`, then `dbswatch run`."
         );
         Ok(())
     } else {
