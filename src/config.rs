@@ -781,22 +781,11 @@ const TOP_KEYS: &[&str] = &[
 ];
 const STORAGE_KEYS: &[&str] = &["database", "retention", "event_retention"];
 const SERVER_KEYS: &[&str] = &["listen", "token"];
-const ALIYUN_KEYS: &[&str] = &[
-    "access_key_id",
-    "access_key_secret",
-    "security_token",
-    "region",
-    "endpoint",
-    "timeout_secs",
-    "max_retries",
-    "profile",
-    "credential_source",
-    "vpc",
-    "cli_config_file",
-    "credentials_file",
-    "ecs_ram_role",
-    "metadata_endpoint",
-];
+/// `[aliyun]` takes every `[[account]]` key but `name` (it is the account named `default`).
+const ALIYUN_KEYS: &[&str] = match accounts::ACCOUNT_KEYS.split_first() {
+    Some((_, rest)) => rest,
+    None => &[],
+};
 const DELIVERY_KEYS: &[&str] = &[
     "timeout_secs",
     "retry_base_secs",

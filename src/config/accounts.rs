@@ -22,7 +22,8 @@ use crate::secret::Secret;
 /// The name of the account `[aliyun]` describes; watches without `account` use it.
 pub const DEFAULT_ACCOUNT: &str = "default";
 
-/// `[[account]]` keys: those of `[aliyun]` plus `name`.
+/// `[[account]]` keys: `name` first, then those `[aliyun]` shares (`config.rs` takes
+/// `[aliyun]`'s list from this one, so the two cannot drift apart).
 pub const ACCOUNT_KEYS: &[&str] = &[
     "name",
     "access_key_id",
