@@ -664,40 +664,8 @@ impl Store {
         Ok(())
     }
 
-    /// Claim the pending deliveries whose time has come: they are pushed `lease_ms` into the
-    /// future in the same transaction, so another process (or a second pass) does not send them
-    /// too. A process that dies mid-send leaves the lease to expire and the delivery is sent
-    /// again with the same identity. Headline events go before item changes and progress.
-    pub async fn claim_due_deliveries(
-        &self,
-        now: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT d.id, d.uid, d.channel, d.attempts, e.payload FROM deliveries d \
-             JOIN events e ON e.id = d.event_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= ? \
-             ORDER BY (e.kind LIKE '%.item_changed' OR e.kind LIKE '%.progress'), d.id LIMIT ?",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &rows {
-            sqlx::query("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?")
-                .bind(now + lease_ms)
-                .bind(row.get::<i64, _>("id"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        rows.into_iter().map(due_from_row).collect()
-    }
-
-    /// Pending deliveries whose time has come, oldest first (read only; see
-    /// [`Store::claim_due_deliveries`] for sending).
+    /// Pending deliveries whose time has come, oldest first (read only: the delivery pass
+    /// freezes and sends through `store::outbox`).
     pub async fn due_deliveries(
         &self,
         now: i64,
@@ -1176,30 +1144,5 @@ mod tests {
             .unwrap();
         assert_eq!(outcome, PollOutcome::First);
         assert!(store.baseline("w", &other).await.unwrap().is_some());
-    }
-
-    #[tokio::test]
-    async fn claimed_deliveries_are_not_claimed_twice_until_the_lease_ends() {
-        let store = Store::open_in_memory().await.unwrap();
-        let mut item = event("i1");
-        item.change = Change::ItemChanged;
-        let events = vec![
-            (item, vec!["a".to_string()]),
-            (event("e1"), vec!["a".to_string()]),
-        ];
-        write(&store, &snap("running"), &events).await;
-        let first = store.claim_due_deliveries(10, 1_000, 10).await.unwrap();
-        assert_eq!(first.len(), 2);
-        assert_eq!(first[0].event.id, "e1", "headline events go first");
-        assert!(
-            store
-                .claim_due_deliveries(10, 1_000, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let again = store.claim_due_deliveries(1_010, 1_000, 10).await.unwrap();
-        assert_eq!(again.len(), 2, "an expired lease makes them due again");
-        assert_eq!(again[0].uid, first[0].uid, "with the same identity");
     }
 }
