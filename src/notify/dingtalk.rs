@@ -225,19 +225,12 @@ pub(crate) fn classify(reply: &Reply) -> Verdict {
                 Some((code, msg))
             });
     let Some((code, errmsg)) = parsed else {
-        return match status {
-            200..=299 => Verdict::retryable(format!(
-                "DingTalk answered HTTP {status} but not with its usual JSON ({}); a proxy or an outage may be in the way, the message will be retried",
-                snippet(&reply.body)
-            )),
-            300..=399 => Verdict::permanent(format!(
-                "DingTalk answered with a redirect (HTTP {status}), which is not followed; the channel URL should be https://oapi.dingtalk.com/robot/send?access_token=…"
-            )),
-            _ => Verdict::permanent(format!(
-                "DingTalk answered HTTP {status} with {}; check the channel URL",
-                snippet(&reply.body)
-            )),
-        };
+        return super::http::unreadable_reply(
+            "DingTalk",
+            status,
+            &reply.body,
+            "https://oapi.dingtalk.com/robot/send?access_token=…",
+        );
     };
     if code == 0 && (200..=299).contains(&status) {
         return Verdict::delivered();

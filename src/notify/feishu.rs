@@ -110,19 +110,12 @@ pub(crate) fn classify(reply: &Reply) -> Verdict {
         &["code", "StatusCode"],
         &["msg", "StatusMessage"],
     ) else {
-        return match status {
-            200..=299 => Verdict::retryable(format!(
-                "Feishu answered HTTP {status} but not with its usual JSON ({}); a proxy or an outage may be in the way, the message will be retried",
-                snippet(&reply.body)
-            )),
-            300..=399 => Verdict::permanent(format!(
-                "Feishu answered with a redirect (HTTP {status}), which is not followed; the channel URL should be https://open.feishu.cn/open-apis/bot/v2/hook/… (or open.larksuite.com for Lark)"
-            )),
-            _ => Verdict::permanent(format!(
-                "Feishu answered HTTP {status} with {}; check the channel URL",
-                snippet(&reply.body)
-            )),
-        };
+        return super::http::unreadable_reply(
+            "Feishu",
+            status,
+            &reply.body,
+            "https://open.feishu.cn/open-apis/bot/v2/hook/… (or open.larksuite.com for Lark)",
+        );
     };
     if code == 0 && (200..=299).contains(&status) {
         return Verdict::delivered();

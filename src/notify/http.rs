@@ -137,6 +137,25 @@ pub(crate) fn json_code(
 }
 
 /// The start of an unexpected reply, on one line, for error messages.
+/// The verdict for a receiver that answers success in its body code (DingTalk, Feishu, WeCom)
+/// when the body is not the JSON it always sends: a 2xx is something in the way (retry), a
+/// redirect is never followed, anything else points at the channel URL.
+pub(crate) fn unreadable_reply(vendor: &str, status: u16, body: &[u8], url_shape: &str) -> Verdict {
+    match status {
+        200..=299 => Verdict::retryable(format!(
+            "{vendor} answered HTTP {status} but not with its usual JSON ({}); a proxy or an outage may be in the way, the message will be retried",
+            snippet(body)
+        )),
+        300..=399 => Verdict::permanent(format!(
+            "{vendor} answered with a redirect (HTTP {status}), which is not followed; the channel URL should be {url_shape}"
+        )),
+        _ => Verdict::permanent(format!(
+            "{vendor} answered HTTP {status} with {}; check the channel URL",
+            snippet(body)
+        )),
+    }
+}
+
 pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");

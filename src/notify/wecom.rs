@@ -17,19 +17,12 @@ pub(crate) fn classify(reply: &Reply) -> Verdict {
         ));
     }
     let Some((code, errmsg)) = json_code(&reply.body, &["errcode"], &["errmsg"]) else {
-        return match status {
-            200..=299 => Verdict::retryable(format!(
-                "WeCom answered HTTP {status} but not with its usual JSON ({}); a proxy or an outage may be in the way, the message will be retried",
-                snippet(&reply.body)
-            )),
-            300..=399 => Verdict::permanent(format!(
-                "WeCom answered with a redirect (HTTP {status}), which is not followed; the channel URL should be https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"
-            )),
-            _ => Verdict::permanent(format!(
-                "WeCom answered HTTP {status} with {}; check the channel URL",
-                snippet(&reply.body)
-            )),
-        };
+        return super::http::unreadable_reply(
+            "WeCom",
+            status,
+            &reply.body,
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…",
+        );
     };
     if code == 0 && (200..=299).contains(&status) {
         return Verdict::delivered();
