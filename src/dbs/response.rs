@@ -114,22 +114,13 @@ pub fn envelope(reply: Reply<'_>, answer_keys: &[&str]) -> Result<Map<String, Va
     }
     let has_code = non_empty_str(obj, "Code").is_some();
     let has_err_code = non_empty_str(obj, "ErrCode").is_some();
+    let service = || Box::new(service_error(obj, status, retry_after, signed));
     if status >= 400 {
         if has_code || (!has_err_code && obj.contains_key("Message")) {
-            return Err(DbsError::Gateway(Box::new(service_error(
-                obj,
-                status,
-                retry_after,
-                signed,
-            ))));
+            return Err(DbsError::Gateway(service()));
         }
         if has_err_code {
-            return Err(DbsError::Rejected(Box::new(service_error(
-                obj,
-                status,
-                retry_after,
-                signed,
-            ))));
+            return Err(DbsError::Rejected(service()));
         }
         return Err(bad(BodyProblem::UnknownShape));
     }
@@ -137,20 +128,10 @@ pub fn envelope(reply: Reply<'_>, answer_keys: &[&str]) -> Result<Map<String, Va
     if !has_answer {
         // An error shape on a 2xx must never become an empty state.
         if has_code {
-            return Err(DbsError::Gateway(Box::new(service_error(
-                obj,
-                status,
-                retry_after,
-                signed,
-            ))));
+            return Err(DbsError::Gateway(service()));
         }
         if has_err_code {
-            return Err(DbsError::Rejected(Box::new(service_error(
-                obj,
-                status,
-                retry_after,
-                signed,
-            ))));
+            return Err(DbsError::Rejected(service()));
         }
         return Err(bad(BodyProblem::UnknownShape));
     }
