@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::accounts::Accounts;
@@ -23,7 +22,7 @@ use crate::notify::Notifier;
 use crate::render::Renderer;
 use crate::secret::Redactor;
 use crate::snapshot::Target;
-use crate::store::{PollOutcome, PollWrite, Store, StoreError};
+use crate::store::{PollOutcome, PollWrite, Store, StoreError, UnchangedPoll};
 
 /// The time source. Real time in production; a hand-moved clock in tests, so retry and
 /// schedule behaviour is checked without sleeping.
@@ -196,8 +195,19 @@ impl App {
     }
 
     /// Poll one watch once and record the result. Never panics on bad input: every failure
-    /// becomes a recorded poll error and the stored baseline stays as it was.
+    /// becomes a recorded poll error and the stored baseline stays as it was. An unchanged
+    /// answer is written before this returns (see [`App::poll_many`] for the batched form).
     pub async fn poll_watch(&self, watch: &WatchConfig) -> PollReport {
+        let mut report = self.poll_one(watch).await;
+        if let Err(e) = self.store.flush_unchanged().await {
+            report.error = Some(format!("could not store the poll result: {e}"));
+        }
+        report
+    }
+
+    /// One poll, with an unchanged answer only noted in the store's ledger: the caller flushes
+    /// the ledger once for many polls (`store::ledger`).
+    async fn poll_one(&self, watch: &WatchConfig) -> PollReport {
         let started_at = self.clock.now_ms();
         let timer = Instant::now();
         let mut report = PollReport {
@@ -220,6 +230,8 @@ impl App {
             }
         };
         let result = client.describe_precheck_progress(&watch.target).await;
+        // Events are stamped with the moment the answer arrived, not when they were written.
+        let received_at = self.clock.now_ms();
         let response = match result {
             Ok(r) => r,
             Err(e) => match self.precheck_gone(&client, watch, &e).await {
@@ -234,13 +246,46 @@ impl App {
             },
         };
 
+        // The common case: the answer hashes to the known baseline. A restore answer without
+        // the restore's own status is completed from its task list first, so it cannot be
+        // judged by its hash yet.
+        let judged_alone =
+            !matches!(watch.target, Target::RestoreTask(_)) || response.snapshot.restore.is_some();
+        if judged_alone {
+            let content_hash = response.snapshot.content_hash();
+            let noted = self
+                .store
+                .note_if_unchanged(UnchangedPoll {
+                    watch: &watch.name,
+                    target: &watch.target,
+                    content_hash: &content_hash,
+                    started_at,
+                    duration_ms: timer.elapsed().as_millis() as i64,
+                    finished_at: received_at,
+                })
+                .await;
+            match noted {
+                Ok(true) => {
+                    report.outcome = Some(PollOutcome::Unchanged);
+                    return report;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let message = format!("could not store the poll result: {e}");
+                    tracing::error!(watch = %watch.name, error = %message, "poll not recorded");
+                    report.error = Some(message);
+                    return report;
+                }
+            }
+        }
+
         // Diff against the stored baseline and record atomically; if another process recorded
         // a poll of this watch in between, diff again against its result.
         let mut attempts = 0;
         loop {
             attempts += 1;
             match self
-                .record(&client, watch, response.clone(), started_at, &timer)
+                .record(&client, watch, &response, started_at, received_at, &timer)
                 .await
             {
                 Ok((outcome, events)) => {
@@ -266,21 +311,24 @@ impl App {
         &self,
         client: &DbsClient,
         watch: &WatchConfig,
-        mut response: crate::dbs::PrecheckResponse,
+        response: &crate::dbs::PrecheckResponse,
         started_at: i64,
+        received_at: i64,
         timer: &Instant,
     ) -> Result<(PollOutcome, Vec<Event>), StoreError> {
         let baseline = self.store.baseline(&watch.name, &watch.target).await?;
-        if let Target::RestoreTask(_) = &watch.target
+        let snapshot = if let Target::RestoreTask(_) = &watch.target
             && response.snapshot.restore.is_none()
         {
             let truth = self.restore_truth(client, watch, baseline.as_ref()).await;
-            response.snapshot = response.snapshot.with_restore(truth);
-        }
-        let observed_at_ms = self.clock.now_ms();
+            std::borrow::Cow::Owned(response.snapshot.clone().with_restore(truth))
+        } else {
+            std::borrow::Cow::Borrowed(&response.snapshot)
+        };
+        let observed_at_ms = received_at;
         let unchanged = baseline
             .as_ref()
-            .is_some_and(|b| b.content_hash == response.snapshot.content_hash());
+            .is_some_and(|b| b.content_hash == snapshot.content_hash());
         let mut events = if unchanged {
             Vec::new()
         } else {
@@ -291,17 +339,13 @@ impl App {
                 observed_at_ms,
                 next_id: &mut next_id,
             };
-            diff(
-                baseline.as_ref().map(|b| &b.snapshot),
-                &response.snapshot,
-                &mut ctx,
-            )
+            diff(baseline.as_ref().map(|b| &b.snapshot), &snapshot, &mut ctx)
         };
         self.explain_failures(client, &mut events).await;
         // The first success after announced failures says so, in the same transaction.
         let prev = baseline.as_ref().map(|b| &b.snapshot);
         if let Some(recovered) = self
-            .recovered_event(watch, prev, &response.snapshot, observed_at_ms)
+            .recovered_event(watch, prev, &snapshot, observed_at_ms)
             .await?
         {
             events.insert(0, recovered);
@@ -322,7 +366,7 @@ impl App {
                 started_at,
                 duration_ms: timer.elapsed().as_millis() as i64,
                 finished_at: observed_at_ms,
-                snapshot: &response.snapshot,
+                snapshot: &snapshot,
                 raw_body: &response.body,
                 request_id: response.request_id.as_deref(),
                 expected_hash: baseline.as_ref().map(|b| b.content_hash.as_str()),
@@ -368,10 +412,19 @@ impl App {
 
     /// Poll the given watches (all when `None`, discovered ones included), at most
     /// `concurrency` at a time. Restores that are done ([`App::is_done`]) are skipped.
+    ///
+    /// `concurrency` workers take the watches in turn (not one task per watch, so 10,000
+    /// watches cost 8 tasks' memory), and every unchanged answer of the cycle is written in one
+    /// transaction at the end (`store::ledger`); changes are recorded as soon as they are seen.
     pub async fn poll_many(&self, names: Option<&[String]>) -> Vec<PollReport> {
+        let wanted: Option<std::collections::HashSet<&str>> =
+            names.map(|n| n.iter().map(String::as_str).collect());
         let mut watches: Vec<WatchConfig> = Vec::new();
         for w in self.watches() {
-            if names.is_some_and(|n| !n.contains(&w.name)) {
+            if wanted
+                .as_ref()
+                .is_some_and(|n| !n.contains(w.name.as_str()))
+            {
                 continue;
             }
             if self.is_done(&w).await {
@@ -380,25 +433,33 @@ impl App {
             }
             watches.push(w);
         }
-        let limit = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let watches = Arc::new(watches);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut set = JoinSet::new();
-        for (i, watch) in watches.into_iter().enumerate() {
+        for _ in 0..self.concurrency.max(1).min(watches.len()) {
             let app = self.clone();
-            let limit = limit.clone();
+            let watches = watches.clone();
+            let next = next.clone();
             set.spawn(async move {
-                let _permit = limit
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
-                (i, app.poll_watch(&watch).await)
+                let mut done = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(watch) = watches.get(i) else { break };
+                    done.push((i, app.poll_one(watch).await));
+                }
+                done
             });
         }
-        let mut reports: Vec<(usize, PollReport)> = Vec::new();
+        let mut reports: Vec<(usize, PollReport)> = Vec::with_capacity(watches.len());
         while let Some(joined) = set.join_next().await {
             match joined {
-                Ok(r) => reports.push(r),
-                Err(e) => tracing::error!(error = %e, "a poll task panicked"),
+                Ok(r) => reports.extend(r),
+                Err(e) => tracing::error!(error = %e, "a poll worker panicked"),
             }
+        }
+        if let Err(e) = self.store.flush_unchanged().await {
+            // Kept in the ledger: the next flush writes them.
+            tracing::error!(error = %e, "could not store this cycle's unchanged polls; retried after the next cycle");
         }
         reports.sort_by_key(|(i, _)| *i);
         reports.into_iter().map(|(_, r)| r).collect()

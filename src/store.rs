@@ -15,8 +15,11 @@
 //! `retention`.
 
 mod chain;
+mod ledger;
 mod query;
 mod retention;
+
+pub use ledger::UnchangedPoll;
 
 pub use chain::VerifyReport;
 pub use query::{
@@ -93,6 +96,8 @@ pub struct Store {
     reader: Option<SqlitePool>,
     /// Counters for `/metrics`, updated after each commit. Shared by every clone.
     metrics: Arc<Metrics>,
+    /// Known baselines and unchanged polls not written yet (`ledger`). Shared by every clone.
+    ledger: Arc<ledger::Ledger>,
 }
 
 /// How a successful poll was recorded.
@@ -332,6 +337,7 @@ impl Store {
             pool,
             metrics: Arc::new(Metrics::default()),
             reader: None,
+            ledger: Arc::default(),
         })
     }
 
@@ -374,6 +380,7 @@ impl Store {
             pool,
             reader: None,
             metrics: Arc::new(Metrics::default()),
+            ledger: Arc::default(),
         };
         store.backfill_chain().await?;
         Ok(store)
@@ -455,6 +462,7 @@ impl Store {
     pub async fn record_poll(&self, w: PollWrite<'_>) -> Result<PollOutcome, StoreError> {
         let hash = w.snapshot.content_hash();
         let now = w.finished_at;
+        self.flush_noted_of(w.watch).await?;
         let mut tx = self.begin_write().await?;
         let state = sqlx::query(
             "SELECT snapshot_id, content_hash FROM watch_state \
@@ -467,6 +475,7 @@ impl Store {
         .await?;
         let current: Option<String> = state.as_ref().map(|r| r.get("content_hash"));
         if current.as_deref() != w.expected_hash {
+            self.ledger.forget(w.watch);
             return Err(StoreError::Conflict(w.watch.to_string()));
         }
         let outcome = match &state {
@@ -632,6 +641,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.ledger.set_head(w.watch, w.target, &hash);
         self.metrics.poll(w.watch, outcome.as_str(), w.duration_ms);
         for (event, _) in w.events {
             self.metrics.event(&event.kind());
@@ -648,6 +658,7 @@ impl Store {
         code: Option<&str>,
         message: &str,
     ) -> Result<(), StoreError> {
+        self.flush_noted_of(watch).await?;
         sqlx::query(
             "INSERT INTO polls (watch, started_at, duration_ms, outcome, error_code, error_message, \
              last_at) VALUES (?, ?, ?, 'error', ?, ?, ?)",
@@ -660,6 +671,7 @@ impl Store {
         .bind(started_at)
         .execute(&self.pool)
         .await?;
+        self.ledger.set_failed(watch);
         self.metrics.poll(watch, "error", duration_ms);
         Ok(())
     }
@@ -827,6 +839,9 @@ impl Store {
 
     /// Close the pool, flushing the WAL.
     pub async fn close(&self) {
+        if let Err(e) = self.flush_unchanged().await {
+            tracing::warn!(error = %e, "could not write the last unchanged polls before closing");
+        }
         if let Some(reader) = &self.reader {
             reader.close().await;
         }

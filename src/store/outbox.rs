@@ -621,6 +621,7 @@ impl Store {
         &self,
         w: PollFailureWrite<'_>,
     ) -> Result<PollFailureRecorded, StoreError> {
+        self.flush_noted_of(w.watch).await?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO polls (watch, started_at, duration_ms, outcome, error_code, error_message) \
@@ -643,6 +644,7 @@ impl Store {
             announced_event = Some(event);
         }
         tx.commit().await?;
+        self.ledger.set_failed(w.watch);
         Ok(PollFailureRecorded {
             failures,
             announced: announced_event,
