@@ -429,7 +429,11 @@ impl DbsClient {
         };
         // Stamped after waiting for the limiter, so the timestamp is the sending time.
         let nonce = uuid::Uuid::new_v4().to_string();
-        let timestamp = self.clock.now().format(TIMESTAMP_FORMAT).to_string();
+        // TIMESTAMP_FORMAT, without parsing a format string on every request.
+        let timestamp = self
+            .clock
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let params = request_params(action, &credentials, &nonce, &timestamp, extra);
         let signed = signed_query("POST", &params, credentials.access_key_secret.expose());
         debug!(

@@ -175,9 +175,10 @@ pub fn signed_query<K: AsRef<str>, V: AsRef<str>>(
     params: &[(K, V)],
     access_key_secret: &str,
 ) -> SignedQuery {
-    let string_to_sign = string_to_sign(method, params);
-    let signature = sign(access_key_secret, &string_to_sign);
+    // The canonical query is both what is signed and what is sent: build it once.
     let mut query = canonical_query(params);
+    let string_to_sign = format!("{method}&{}&{}", percent_encode("/"), percent_encode(&query));
+    let signature = sign(access_key_secret, &string_to_sign);
     if !query.is_empty() {
         query.push('&');
     }
