@@ -122,7 +122,8 @@ impl Store {
         for _ in 0..MAX_BATCHES {
             let ids: Vec<i64> = sqlx::query_scalar(
                 "SELECT id FROM snapshots INDEXED BY snapshots_by_last_seen WHERE last_seen_at < ? \
-                 AND id NOT IN (SELECT snapshot_id FROM watch_state) ORDER BY last_seen_at LIMIT ?",
+                 AND NOT EXISTS (SELECT 1 FROM watch_state ws WHERE ws.snapshot_id = snapshots.id) \
+                 ORDER BY last_seen_at LIMIT ?",
             )
             .bind(cutoff)
             .bind(BATCH)
@@ -141,7 +142,7 @@ impl Store {
                 "UPDATE polls SET snapshot_id = NULL WHERE snapshot_id IN \
                  (SELECT value FROM json_each(?1))",
                 "DELETE FROM snapshots WHERE id IN (SELECT value FROM json_each(?1)) \
-                 AND id NOT IN (SELECT snapshot_id FROM watch_state)",
+                 AND NOT EXISTS (SELECT 1 FROM watch_state ws WHERE ws.snapshot_id = snapshots.id)",
             ] {
                 sqlx::query(sql).bind(&json).execute(&mut *tx).await?;
             }
@@ -158,6 +159,14 @@ impl Store {
     async fn prune_events(&self, cutoff: i64, now_ms: i64) -> Result<(u64, u64, bool), StoreError> {
         let (mut events, mut deliveries) = (0u64, 0u64);
         let mut anchor: Option<(i64, String, u64)> = None;
+        // After every cycle: one row read when nothing is old enough yet.
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT observed_at FROM events ORDER BY id LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        if oldest.is_none_or(|at| at >= cutoff) {
+            return Ok((0, 0, true));
+        }
         let mut complete = false;
         for _ in 0..MAX_BATCHES {
             let rows = sqlx::query(
