@@ -210,9 +210,9 @@ url = "{chat}/hook"
             || sql.contains(" ORDER BY e.id LIMIT ")
             || sql.ends_with(" ORDER BY id LIMIT ?")
             || sql.ends_with(" ORDER BY e.id LIMIT ?");
-        let sorts = details.iter().any(|d| d.contains("TEMP B-TREE"));
+        let bounded = prefix_walk && !details.iter().any(|d| d.contains("TEMP B-TREE"));
         for d in details {
-            if d.starts_with("SCAN") && !allowed_scan(&d) && !(prefix_walk && !sorts) {
+            if d.starts_with("SCAN") && !allowed_scan(&d) && !bounded {
                 scans.push(format!("{d}  <-  {sql}"));
             }
         }

@@ -177,7 +177,11 @@ pub fn signed_query<K: AsRef<str>, V: AsRef<str>>(
 ) -> SignedQuery {
     // The canonical query is both what is signed and what is sent: build it once.
     let mut query = canonical_query(params);
-    let string_to_sign = format!("{method}&{}&{}", percent_encode("/"), percent_encode(&query));
+    let string_to_sign = format!(
+        "{method}&{}&{}",
+        percent_encode("/"),
+        percent_encode(&query)
+    );
     let signature = sign(access_key_secret, &string_to_sign);
     if !query.is_empty() {
         query.push('&');
