@@ -54,7 +54,9 @@ pub const ACTIONS: [&str; 4] = [
 struct SimState {
     scenario: Scenario,
     served: Mutex<HashMap<Target, usize>>,
-    nonces: Mutex<HashMap<String, DateTime<Utc>>>,
+    nonces: Mutex<NonceLog>,
+    /// Each target's replies, ready to send (looked up by hash, not by scanning the scenario).
+    replies: HashMap<Target, Vec<Prepared>>,
     requests: AtomicUsize,
     rejected: AtomicUsize,
     calls: Mutex<HashMap<String, usize>>,
@@ -66,10 +68,20 @@ struct SimState {
 
 impl SimState {
     fn new(scenario: Scenario) -> SimState {
+        let replies = scenario
+            .targets()
+            .into_iter()
+            .filter_map(|(target, _)| {
+                let steps = scenario.steps(&target)?;
+                let prepared = steps.iter().map(Prepared::new).collect();
+                Some((target, prepared))
+            })
+            .collect();
         SimState {
             scenario,
             served: Mutex::new(HashMap::new()),
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(NonceLog::default()),
+            replies,
             requests: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
             calls: Mutex::new(HashMap::new()),
@@ -353,14 +365,8 @@ fn check_gateway(
         );
     }
     {
-        let mut nonces = lock(&state.nonces);
-        // A nonce older than the skew window can no longer be replayed: its Timestamp expired.
-        nonces.retain(|_, seen| now - *seen <= MAX_CLOCK_SKEW * 2);
-        if nonces
-            .insert(get("SignatureNonce").to_string(), now)
-            .is_some()
-        {
-            drop(nonces);
+        let fresh = lock(&state.nonces).insert(get("SignatureNonce"), now);
+        if !fresh {
             return fail(
                 StatusCode::BAD_REQUEST,
                 "SignatureNonceUsed",
@@ -418,7 +424,7 @@ fn answer(state: &SimState, params: &[(String, String)]) -> Response {
             );
         }
     };
-    let Some(steps) = state.scenario.steps(&target) else {
+    let Some(steps) = state.replies.get(&target) else {
         debug!(id = target.id(), "simulator does not know the target");
         return dbs_error(
             "InvalidParameterValid",
@@ -441,7 +447,96 @@ fn answer(state: &SimState, params: &[(String, String)]) -> Response {
         status = step.status,
         "simulator plays a step"
     );
-    play(step)
+    step.respond()
+}
+
+/// The nonces seen within the replay window, in arrival order so expiry is a pop from the
+/// front, not a pass over every nonce on every request.
+#[derive(Debug, Default)]
+struct NonceLog {
+    seen: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<(DateTime<Utc>, String)>,
+}
+
+impl NonceLog {
+    /// Records `nonce`; `false` if it was already used within the window.
+    fn insert(&mut self, nonce: &str, now: DateTime<Utc>) -> bool {
+        // A nonce older than the skew window can no longer be replayed: its Timestamp expired.
+        while let Some((at, _)) = self.order.front() {
+            if now - *at <= MAX_CLOCK_SKEW * 2 {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        if !self.seen.insert(nonce.to_string()) {
+            return false;
+        }
+        self.order.push_back((now, nonce.to_string()));
+        true
+    }
+}
+
+/// A scripted reply with its body split around the `RequestId` value once, so each reply is
+/// a concatenation rather than a parse and re-serialisation of the body.
+#[derive(Debug)]
+struct Prepared {
+    status: u16,
+    /// Before and after the request id's value, when the body has one.
+    around_id: Option<(String, String)>,
+    body: String,
+    content_type: &'static str,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Prepared {
+    fn new(step: &Step) -> Prepared {
+        const MARK: &str = "dbswatch-simulator-request-id-slot";
+        let marked = with_request_id(&step.body, MARK);
+        let around_id = marked
+            .split_once(MARK)
+            .map(|(head, tail)| (head.to_string(), tail.to_string()));
+        Prepared {
+            status: step.status,
+            around_id,
+            body: step.body.clone(),
+            content_type: content_type(&step.body),
+            headers: step
+                .headers
+                .iter()
+                // Validated when the scenario was loaded.
+                .filter_map(|(name, value)| {
+                    Some((
+                        HeaderName::from_bytes(name.as_bytes()).ok()?,
+                        HeaderValue::from_str(value).ok()?,
+                    ))
+                })
+                .collect(),
+        }
+    }
+
+    fn respond(&self) -> Response {
+        let request_id = fresh_request_id();
+        let body = match &self.around_id {
+            Some((head, tail)) => format!("{head}{request_id}{tail}"),
+            None => self.body.clone(),
+        };
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, body).into_response();
+        let out = response.headers_mut();
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            out.insert(HeaderName::from_static("x-acs-request-id"), value);
+        }
+        for (name, value) in &self.headers {
+            out.insert(name.clone(), value.clone());
+        }
+        response
+    }
 }
 
 /// `PageNum` (from 0) and `PageSize` (1 to 100, default 30), or the name of the bad one.
@@ -721,6 +816,37 @@ mod tests {
         let original = super::super::fixtures::fixture("precheck-fails/04.json").unwrap();
         let replaced = with_request_id(original, "6E1F8A3C-2B7D-4C55-9A0E-3D4F5A6B7C04");
         assert_eq!(replaced.trim_end(), original.trim_end());
+    }
+
+    #[test]
+    fn a_prepared_reply_is_the_step_with_a_fresh_request_id() {
+        let original = super::super::fixtures::fixture("precheck-fails/04.json").unwrap();
+        let prepared = Prepared::new(&Step::raw(200, original));
+        let (head, tail) = prepared
+            .around_id
+            .as_ref()
+            .expect("the fixture has a RequestId");
+        let replaced = with_request_id(original, "6E1F8A3C-2B7D-4C55-9A0E-3D4F5A6B7C04");
+        assert_eq!(
+            format!("{head}6E1F8A3C-2B7D-4C55-9A0E-3D4F5A6B7C04{tail}"),
+            replaced
+        );
+        assert_eq!(prepared.content_type, "application/json;charset=utf-8");
+        let html = Prepared::new(&Step::raw(502, "<html>bad gateway</html>"));
+        assert!(html.around_id.is_none());
+        assert_eq!(html.content_type, "text/html;charset=utf-8");
+    }
+
+    #[test]
+    fn a_nonce_is_refused_within_the_window_and_forgotten_after_it() {
+        let mut log = NonceLog::default();
+        let t0 = Utc::now();
+        assert!(log.insert("a", t0));
+        assert!(!log.insert("a", t0 + chrono::TimeDelta::seconds(60)));
+        assert!(log.insert("b", t0 + chrono::TimeDelta::seconds(60)));
+        let later = t0 + MAX_CLOCK_SKEW * 2 + chrono::TimeDelta::seconds(1);
+        assert!(log.insert("a", later), "expired nonces are forgotten");
+        assert_eq!(log.order.len(), 2, "b stays, a is back");
     }
 
     #[test]
