@@ -38,6 +38,7 @@ use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
+use tokio::sync::Notify;
 
 use crate::audit::chain::{ChainFields, GENESIS, event_hash};
 use crate::audit::metrics::Metrics;
@@ -98,6 +99,10 @@ pub struct Store {
     metrics: Arc<Metrics>,
     /// Known baselines and unchanged polls not written yet (`ledger`). Shared by every clone.
     ledger: Arc<ledger::Ledger>,
+    /// Notified after each commit that queues deliveries, so the daemon's delivery task can
+    /// sleep until there is something to send instead of re-reading the outbox on a timer.
+    /// Shared by every clone; commits by other processes on the same file do not notify it.
+    outbox_signal: Arc<Notify>,
 }
 
 /// How a successful poll was recorded.
@@ -338,6 +343,7 @@ impl Store {
             metrics: Arc::new(Metrics::default()),
             reader: None,
             ledger: Arc::default(),
+            outbox_signal: Arc::new(Notify::new()),
         })
     }
 
@@ -381,6 +387,7 @@ impl Store {
             reader: None,
             metrics: Arc::new(Metrics::default()),
             ledger: Arc::default(),
+            outbox_signal: Arc::new(Notify::new()),
         };
         store.backfill_chain().await?;
         Ok(store)
@@ -394,6 +401,21 @@ impl Store {
     /// The process's counters (polls, latency, events, deliveries, pruned rows).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Woken (`notify_one`, so a wake-up sent while nobody waits is kept for the next wait)
+    /// right after a commit that queued deliveries: a change is sent as soon as it is stored,
+    /// not at the next timer tick or the end of a poll cycle. Writes by other processes on the
+    /// same file do not wake it.
+    pub fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox_signal.clone()
+    }
+
+    /// Called right after a commit; one line at each call site, so the writes stay readable.
+    fn wake_delivery_if(&self, queued: bool) {
+        if queued {
+            self.outbox_signal.notify_one();
+        }
     }
 
     /// Switch a file made without auto-vacuum to incremental auto-vacuum (once).
@@ -642,6 +664,7 @@ impl Store {
         }
         tx.commit().await?;
         self.ledger.set_head(w.watch, w.target, &hash);
+        self.wake_delivery_if(w.events.iter().any(|(_, channels)| !channels.is_empty()));
         self.metrics.poll(w.watch, outcome.as_str(), w.duration_ms);
         for (event, _) in w.events {
             self.metrics.event(&event.kind());
@@ -933,6 +956,31 @@ mod tests {
             })
             .await
             .unwrap()
+    }
+
+    /// Whether a wake-up is waiting on `signal`; takes it, and never waits.
+    pub(super) fn signalled(signal: &Notify) -> bool {
+        use std::future::Future;
+        let notified = std::pin::pin!(signal.notified());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        notified.poll(&mut cx).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_queues_deliveries_wakes_the_delivery_task_once() {
+        let store = Store::open_in_memory().await.unwrap();
+        let signal = store.outbox_signal();
+        write(&store, &snap("running"), &[(event("e1"), vec![])]).await;
+        assert!(
+            !signalled(&signal),
+            "an event routed to no channel queues nothing"
+        );
+        let events = vec![(event("e2"), vec!["a".to_string(), "b".to_string()])];
+        write(&store, &snap("failed"), &events).await;
+        assert!(signalled(&signal), "kept until the delivery task waits");
+        assert!(!signalled(&signal), "one wake-up per commit");
+        write(&store, &snap("failed"), &[]).await;
+        assert!(!signalled(&signal), "an unchanged poll queues nothing");
     }
 
     #[tokio::test]

@@ -589,6 +589,7 @@ impl Store {
             });
         }
         tx.commit().await?;
+        self.wake_delivery_if(out.contains(&Redelivery::Requeued));
         Ok(out)
     }
 
@@ -645,6 +646,7 @@ impl Store {
         }
         tx.commit().await?;
         self.ledger.set_failed(w.watch);
+        self.wake_delivery_if(announced_event.is_some());
         Ok(PollFailureRecorded {
             failures,
             announced: announced_event,
@@ -762,6 +764,7 @@ mod tests {
     use super::*;
     use crate::event::{Change, PollHealth};
     use crate::snapshot::{Item, Scope, Snapshot, Target};
+    use crate::store::tests::signalled;
     use crate::store::{PollOutcome, PollWrite};
 
     fn snap() -> Snapshot {
@@ -1072,10 +1075,26 @@ mod tests {
                 .await
                 .unwrap();
         }
+        let signal = store.outbox_signal();
+        while signalled(&signal) {}
+        assert_eq!(
+            store.redeliver(&[rows[1].id, 999], 5_000).await.unwrap(),
+            [
+                Redelivery::NotDead {
+                    status: "delivered".into()
+                },
+                Redelivery::NotFound
+            ]
+        );
+        assert!(!signalled(&signal), "nothing was re-queued");
         let results = store
             .redeliver(&[rows[0].id, rows[1].id, 999], 5_000)
             .await
             .unwrap();
+        assert!(
+            signalled(&signal),
+            "a re-queued row wakes the delivery task"
+        );
         assert_eq!(
             results,
             [
@@ -1098,7 +1117,9 @@ mod tests {
     async fn a_run_of_failed_polls_is_announced_once() {
         let store = Store::open_in_memory().await.unwrap();
         write(&store, &[], 1).await;
+        let signal = store.outbox_signal();
         let mut announced = Vec::new();
+        let mut woken = Vec::new();
         for n in 0..5i64 {
             let mut announce = |failures: u32, since: i64| {
                 let mut e = event(&format!("pf{n}"), Change::PollFailed, 100 + n);
@@ -1129,8 +1150,14 @@ mod tests {
                 .unwrap();
             assert_eq!(recorded.failures, n as u32 + 1);
             announced.extend(recorded.announced);
+            woken.push(signalled(&signal));
         }
         assert_eq!(announced.len(), 1, "{announced:?}");
+        assert_eq!(
+            woken,
+            [false, false, true, false, false],
+            "only the failure that queued poll.failed wakes the delivery task"
+        );
         let health = announced[0].poll.as_ref().unwrap();
         assert_eq!((health.failures, health.since_ms), (3, 100));
         assert!(store.poll_failure_announced("w").await.unwrap());
