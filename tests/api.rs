@@ -454,6 +454,24 @@ async fn healthz_says_why_it_is_unhealthy() {
         "{v}"
     );
 
+    // Same last tick, but the loop said it sleeps until its next poll in two hours: idle, not
+    // dead. Once that wake-up is more than five minutes overdue, it is dead again.
+    let now = chrono::Utc::now().timestamp_millis();
+    a.heartbeat.sleeping_until(Some(now + 120 * MINUTE));
+    let (status, v) = health(&a).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["scheduler_next_wake"].is_string(), "{v}");
+    a.heartbeat.sleeping_until(Some(now - 6 * MINUTE));
+    let (status, v) = health(&a).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("was due to wake"),
+        "{v}"
+    );
+
     // The database stopped answering.
     a.heartbeat.tick(chrono::Utc::now().timestamp_millis());
     a.store.close().await;

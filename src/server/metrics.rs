@@ -160,7 +160,7 @@ pub async fn render(state: &ApiState) -> Result<String, StoreError> {
     e.family(
         "dbswatch_scheduler_last_tick_age_seconds",
         "gauge",
-        "Seconds since the scheduler loop last woke (it wakes at least once a minute).",
+        "Seconds since the scheduler loop last woke (it sleeps until its next due poll, so this grows while it is idle).",
     );
     if let Some(at) = state.heartbeat.last_tick_ms() {
         e.sample(

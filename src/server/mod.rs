@@ -1,7 +1,7 @@
 //! The HTTP side of `dbswatch run --listen`: `/healthz`, `/metrics` and a read-only JSON API.
 //!
-//! - `/healthz`: 200 when the scheduler ticked recently and the database answers, else 503
-//!   with the reason. It does not depend on the hash chain (a broken chain is an audit finding,
+//! - `/healthz`: 200 when the scheduler is not late for the wake-up it announced (an idle
+//!   loop may sleep for hours) and the database answers, else 503 with the reason. It does not depend on the hash chain (a broken chain is an audit finding,
 //!   not a reason to restart the process).
 //! - `/metrics`: Prometheus text format (see [`metrics`]).
 //! - `/api/v1/watches`, `/api/v1/events` (the CLI's filters, cursor pagination),
@@ -227,6 +227,8 @@ async fn healthz(State(state): State<ApiState>) -> Response {
             "status": if reasons.is_empty() { "ok" } else { "unhealthy" },
             "reasons": reasons,
             "scheduler_last_tick": state.heartbeat.last_tick_ms()
+                .and_then(|ms| when::rfc3339(ms, state.config.timezone)),
+            "scheduler_next_wake": state.heartbeat.next_wake_ms()
                 .and_then(|ms| when::rfc3339(ms, state.config.timezone)),
         }),
     )
