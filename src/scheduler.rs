@@ -1,9 +1,15 @@
-//! The daemon loop: one timer over the next due time, not a task or a timer per watch.
+//! The daemon: a poll loop over one timer, and beside it one long-lived delivery task.
 //!
-//! Each watch's next fire time sits in a min-heap. The loop sleeps until the earliest of the
-//! next poll and the next due delivery retry, polls whatever is due, delivers, and schedules
+//! Each watch's next fire time sits in a min-heap. The poll loop sleeps exactly until the
+//! earliest of the next poll and the next discovery pass, polls whatever is due, and schedules
 //! each polled watch again from *now*: when the process was asleep or busy past several fire
-//! times, the missed ones collapse into one poll instead of a burst.
+//! times, the missed ones collapse into one poll instead of a burst. There is no periodic tick:
+//! an idle daemon whose next poll is an hour away sleeps for an hour. The price is that a
+//! wall-clock step (NTP) or a suspended VM is noticed at the next due wake-up, not within a
+//! minute: sleeps are measured on the monotonic clock from the wall-clock time they were
+//! computed at, so after a forward step the due work runs late by the step (after a backward
+//! one the loop wakes early, finds nothing due and sleeps the rest). The heartbeat ([`Heartbeat::sleeping_until`]) records when the loop expects
+//! to wake, so `/healthz` tells a long sleep from a dead loop.
 //!
 //! Watches found by `[[discover]]` join the heap after each discovery pass (every
 //! `[dbs] discover_interval_mins`); retired ones leave it the next time they come up, and
@@ -15,13 +21,19 @@
 //! ([`crate::health::poll_backoff`]): a throttled API gets room, a wrong AccessKey is tried at
 //! most every ten minutes.
 //!
-//! Deliveries run as a background pass beside the polls, so a receiver that hangs until its
-//! timeout delays neither the polls nor the other channels.
+//! Deliveries run in their own task, so a receiver that hangs until its timeout delays neither
+//! the polls nor the other channels, and a change found by the first poll of a long cycle is
+//! sent at once instead of after the last poll. The task runs a pass at start (what an earlier
+//! run left pending), then sleeps until the store signals a commit that queued deliveries
+//! ([`crate::store::Store::outbox_signal`]), the next retry is due, or the daemon stops. Writes
+//! by another process on the same file (`dbswatch redeliver`) do not signal it; the poll loop
+//! wakes it after every poll cycle to look, so those wait at most until the next poll.
 //!
 //! Shutdown (Ctrl-C, SIGTERM) is only observed while sleeping, so a poll in flight always
-//! finishes and is recorded before the loop returns; a delivery pass in flight gets a grace
-//! period (its timeout plus five seconds), after which anything unsent stays in the outbox and
-//! goes out after the restart. A second Ctrl-C exits at once.
+//! finishes and is recorded before the loop returns; the delivery task then gets a grace period
+//! (the delivery timeout plus five seconds) to finish its pass, after which it is stopped and
+//! anything unsent stays in the outbox and goes out after the restart. A second Ctrl-C exits
+//! at once.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -29,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Heartbeat;
@@ -38,18 +50,25 @@ use crate::dbs::limiter::spread;
 use crate::discovery::DiscoveryReport;
 use crate::pipeline::App;
 
-/// The longest single sleep: the loop re-checks at least this often, so a wall-clock jump
-/// (NTP step, suspended VM) is noticed within a minute.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How long the delivery task leaves the outbox alone after a pass or an outbox read failed:
+/// rows that stay due would otherwise be retried in a tight loop against a sick database.
+const AFTER_ERROR: Duration = Duration::from_secs(5);
 
 /// Run until `shutdown` is cancelled.
 pub async fn run(app: App, shutdown: CancellationToken) {
     run_observed(app, shutdown, Arc::new(Heartbeat::new())).await
 }
 
-/// [`run`], recording each wake-up of the loop in `heartbeat` (read by `/healthz`).
+/// [`run`], recording each wake-up of the loop and when it expects the next in `heartbeat`
+/// (read by `/healthz`).
 pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<Heartbeat>) {
     heartbeat.tick(app.clock.now_ms());
+    // Started first, so what an earlier run left pending goes out beside discovery and the
+    // first polls. Stopped by its own token, after the last poll is recorded, so the changes
+    // of a poll that was in flight at shutdown still get their pass.
+    let stop_delivering = CancellationToken::new();
+    let mut delivery = spawn_delivery(&app, &stop_delivering, &heartbeat);
+
     // Discovery first, so the first cycle knows every watch.
     let discovering = !app.config.discover.is_empty();
     if discovering {
@@ -65,39 +84,29 @@ pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<
         "dbswatch running; Ctrl-C or SIGTERM stops it after the work in flight"
     );
 
-    // Deliver whatever an earlier run left pending, beside the first polls.
-    let pass_done = Arc::new(Notify::new());
-    let mut delivering = Some(spawn_delivery(&app, &pass_done));
-
     loop {
         let next_poll = heap.peek().map(|Reverse((at, _))| at.timestamp_millis());
-        let next_delivery = match app.store.next_delivery_at().await {
-            Ok(at) => at,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                None
-            }
-        };
-        let wake_ms = earliest(earliest(next_poll, next_delivery), next_discovery);
-        let sleep_for = match wake_ms {
-            Some(ms) => Duration::from_millis((ms - app.clock.now_ms()).max(0) as u64),
-            None => MAX_SLEEP,
-        }
-        .min(MAX_SLEEP);
-
+        let wake_ms = earliest(next_poll, next_discovery);
+        heartbeat.sleeping_until(wake_ms);
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(sleep_for) => {}
-            _ = pass_done.notified() => {}
+            _ = sleep_until(&app, wake_ms) => {}
         }
-        heartbeat.tick(app.clock.now_ms());
+        heartbeat.woke(app.clock.now_ms());
+        if delivery.is_finished() {
+            // It only returns when told to stop, so it panicked; nothing is lost (the rows
+            // are in the outbox), but nothing would be sent until the restart.
+            tracing::error!("the delivery task ended unexpectedly; starting it again");
+            delivery = spawn_delivery(&app, &stop_delivering, &heartbeat);
+        }
 
         if next_discovery.is_some_and(|at| at <= app.clock.now_ms()) {
             log_discovery(&app.discover().await);
             next_discovery = Some(app.clock.now_ms() + discover_every(&app));
             schedule_new(&app, &mut heap, &mut scheduled, utc(app.clock.now_ms()));
+            heartbeat.tick(app.clock.now_ms());
         }
-        heartbeat.tick(app.clock.now_ms());
 
         let now = utc(app.clock.now_ms());
         let mut due = Vec::new();
@@ -132,33 +141,80 @@ pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<
                     }
                 }
             }
+            // This cycle's changes were signalled as they were stored; this is for rows that
+            // another process queued, which nothing else would make the delivery task see.
+            app.store.outbox_signal().notify_one();
             heartbeat.tick(app.clock.now_ms());
             prune(&app).await;
-            heartbeat.tick(app.clock.now_ms());
-            prune(&app).await;
-        }
-        if delivering.as_ref().is_none_or(|h| h.is_finished()) {
-            delivering = Some(spawn_delivery(&app, &pass_done));
         }
     }
-    if let Some(pass) = delivering.filter(|h| !h.is_finished()) {
-        let grace = app.config.delivery.timeout + Duration::from_secs(5);
-        if tokio::time::timeout(grace, pass).await.is_err() {
-            tracing::warn!(
-                "stopping with deliveries in flight; they stay in the outbox and are sent after the restart"
-            );
-        }
+
+    stop_delivering.cancel();
+    let grace = app.config.delivery.timeout + Duration::from_secs(5);
+    if tokio::time::timeout(grace, &mut delivery).await.is_err() {
+        delivery.abort();
+        tracing::warn!(
+            "stopping with deliveries in flight; they stay in the outbox and are sent after the restart"
+        );
     }
     tracing::info!("dbswatch stopped");
 }
 
-fn spawn_delivery(app: &App, done: &Arc<Notify>) -> tokio::task::JoinHandle<()> {
-    let app = app.clone();
-    let done = done.clone();
-    tokio::spawn(async move {
-        deliver(&app).await;
-        done.notify_one();
-    })
+/// Measured once on the app's clock, then slept on tokio's monotonic one (which paused-time
+/// tests drive); with nothing to wake for, only the other branches of the caller's `select!`
+/// end the wait, so an empty daemon does not wake at all.
+async fn sleep_until(app: &App, wake_ms: Option<i64>) {
+    match wake_ms {
+        Some(ms) => {
+            let ms = (ms - app.clock.now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(ms)).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_delivery(
+    app: &App,
+    stop: &CancellationToken,
+    heartbeat: &Arc<Heartbeat>,
+) -> JoinHandle<()> {
+    tokio::spawn(deliver_until_stopped(
+        app.clone(),
+        stop.clone(),
+        heartbeat.clone(),
+    ))
+}
+
+/// The delivery task: a pass whenever something is due, and in between a sleep that only the
+/// outbox signal, the next due retry or `stop` ends. After `stop` it still finishes what is
+/// due now (the caller bounds that with the grace period), but waits for nothing more.
+async fn deliver_until_stopped(app: App, stop: CancellationToken, heartbeat: Arc<Heartbeat>) {
+    let signal = app.store.outbox_signal();
+    loop {
+        let now = app.clock.now_ms();
+        let wake_ms = match app.store.next_delivery_at().await {
+            Ok(Some(at)) if at <= now => {
+                if deliver(&app).await {
+                    // Read again at once: more may be due (a backlog past one claim, rows
+                    // queued meanwhile), and what is not decides the sleep.
+                    continue;
+                }
+                Some(app.clock.now_ms() + AFTER_ERROR.as_millis() as i64)
+            }
+            Ok(at) => at,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox; trying again shortly");
+                Some(now + AFTER_ERROR.as_millis() as i64)
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = signal.notified() => {}
+            _ = sleep_until(&app, wake_ms) => {}
+            _ = stop.cancelled() => return,
+        }
+        heartbeat.delivery_woke();
+    }
 }
 
 /// Puts every watch that is not scheduled yet on the heap.
@@ -214,16 +270,24 @@ fn log_discovery(report: &DiscoveryReport) {
     }
 }
 
-async fn deliver(app: &App) {
+/// One delivery pass, logged; `false` when it failed (pending messages are kept).
+async fn deliver(app: &App) -> bool {
     match app.deliver_due().await {
-        Ok(r) if r.delivered + r.retrying + r.dead > 0 => tracing::info!(
-            delivered = r.delivered,
-            retrying = r.retrying,
-            dead = r.dead,
-            "delivery pass"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "delivery pass failed; pending messages are kept"),
+        Ok(r) => {
+            if r.delivered + r.retrying + r.dead > 0 {
+                tracing::info!(
+                    delivered = r.delivered,
+                    retrying = r.retrying,
+                    dead = r.dead,
+                    "delivery pass"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "delivery pass failed; pending messages are kept");
+            false
+        }
     }
 }
 

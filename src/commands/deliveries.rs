@@ -70,8 +70,8 @@ pub fn redelivery_lines(results: &[(i64, Redelivery)]) -> String {
     for (id, r) in results {
         let line = match r {
             Redelivery::Requeued => format!(
-                "{id}: re-queued; the running daemon sends it within a minute (or run `dbswatch \
-                 poll`), with the same idempotency id and a fresh retry budget"
+                "{id}: re-queued; the running daemon sends it after its next poll (or run \
+                 `dbswatch poll` now), with the same idempotency id and a fresh retry budget"
             ),
             Redelivery::NotFound => {
                 format!("{id}: no such delivery (see `dbswatch deliveries` for the ids)")
