@@ -549,7 +549,11 @@ fn is_refreshable(source: &CredentialSource) -> bool {
 }
 
 /// Every request parameter except `Signature`.
-fn request_params(
+///
+/// Public only so `benches/core.rs` can sign exactly the parameter list a poll signs (common
+/// parameters, the target, an STS token when there is one) instead of a hand-copied one that
+/// could drift from it; the client itself is the only caller that sends requests.
+pub fn request_params(
     action: &str,
     credentials: &Credentials,
     nonce: &str,
