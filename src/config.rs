@@ -1590,6 +1590,9 @@ fn build_watches(
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let channel_names: Vec<&str> = channels.iter().map(|c| c.spec.name.as_str()).collect();
+    // Each distinct expression parsed once and shared by the watches that use it.
+    let mut parsed: std::collections::HashMap<String, Result<CronSchedule, String>> =
+        std::collections::HashMap::new();
     for (i, w) in raw.into_iter().enumerate() {
         let name = w.name.filter(|n| !n.trim().is_empty());
         let label = name.clone().unwrap_or_else(|| format!("#{}", i + 1));
@@ -1629,7 +1632,11 @@ fn build_watches(
             }
         };
         let schedule = match w.schedule.as_deref() {
-            Some(expr) => match CronSchedule::parse(expr) {
+            Some(expr) => match parsed
+                .entry(expr.to_string())
+                .or_insert_with(|| CronSchedule::parse(expr))
+                .clone()
+            {
                 Ok(s) if s.next_after(chrono::Utc::now()).is_none() => {
                     p.push(
                         "watch",

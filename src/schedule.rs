@@ -18,7 +18,9 @@ pub struct CronSchedule {
     expr: String,
     /// One schedule, or two (day-of-month only, day-of-week only) whose union is the crontab
     /// meaning when both day fields are restricted.
-    schedules: Vec<cron::Schedule>,
+    /// Shared: a parsed `cron::Schedule` holds a set per field (several KB), and thousands of
+    /// watches usually share a handful of expressions.
+    schedules: std::sync::Arc<[cron::Schedule]>,
 }
 
 impl CronSchedule {
@@ -55,7 +57,7 @@ impl CronSchedule {
         }
         Ok(CronSchedule {
             expr: expr.to_string(),
-            schedules,
+            schedules: schedules.into(),
         })
     }
 
