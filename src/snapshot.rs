@@ -280,8 +280,17 @@ impl Snapshot {
 
     /// Hex SHA-256 of the canonical JSON: the change detector.
     pub fn content_hash(&self) -> String {
-        let digest = Sha256::digest(self.canonical_json().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hasher = Sha256::new();
+        // Straight into the hasher: no intermediate JSON string.
+        serde_json::to_writer(&mut HashWriter(&mut hasher), self)
+            .expect("a snapshot always serialises");
+        let mut hex = String::with_capacity(64);
+        for b in hasher.finalize() {
+            hex.push(HEX[usize::from(b >> 4)] as char);
+            hex.push(HEX[usize::from(b & 0x0f)] as char);
+        }
+        hex
     }
 
     /// Items whose state says something went wrong.
@@ -300,6 +309,20 @@ fn order_key(item: &Item) -> (i64, String, String, String) {
     let numeric = order.trim().parse::<i64>().unwrap_or(i64::MAX);
     let (job, code) = item.key();
     (numeric, order.to_string(), job, code)
+}
+
+/// Feeds serialised bytes to a hasher.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +353,17 @@ mod tests {
         );
         assert_eq!(a.content_hash(), b.content_hash());
         assert_eq!(a.items[0].code.as_deref(), Some("B"), "9 sorts before 10");
+    }
+
+    #[test]
+    fn the_hash_is_the_hex_sha256_of_the_canonical_json() {
+        // Stored hashes must stay comparable across versions: a different spelling would make
+        // every watch look changed after an upgrade.
+        let a = Snapshot::new(Some("running".into()), Some(40), vec![item("A", "1", "init")]);
+        let digest = Sha256::digest(a.canonical_json().as_bytes());
+        let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(a.content_hash(), expected);
+        assert_eq!(a.content_hash().len(), 64);
     }
 
     #[test]
