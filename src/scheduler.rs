@@ -41,7 +41,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Heartbeat;
@@ -66,8 +65,7 @@ pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<
     // Started first, so what an earlier run left pending goes out beside discovery and the
     // first polls. Stopped by its own token, after the last poll is recorded, so the changes
     // of a poll that was in flight at shutdown still get their pass.
-    let stop_delivering = CancellationToken::new();
-    let mut delivery = spawn_delivery(&app, &stop_delivering, &heartbeat);
+    let mut delivery = DeliveryTask::start(&app, &heartbeat);
 
     // Discovery first, so the first cycle knows every watch.
     let discovering = !app.config.discover.is_empty();
@@ -98,7 +96,7 @@ pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<
             // It only returns when told to stop, so it panicked; nothing is lost (the rows
             // are in the outbox), but nothing would be sent until the restart.
             tracing::error!("the delivery task ended unexpectedly; starting it again");
-            delivery = spawn_delivery(&app, &stop_delivering, &heartbeat);
+            delivery = DeliveryTask::start(&app, &heartbeat);
         }
 
         if next_discovery.is_some_and(|at| at <= app.clock.now_ms()) {
@@ -149,10 +147,8 @@ pub async fn run_observed(app: App, shutdown: CancellationToken, heartbeat: Arc<
         }
     }
 
-    stop_delivering.cancel();
     let grace = app.config.delivery.timeout + Duration::from_secs(5);
-    if tokio::time::timeout(grace, &mut delivery).await.is_err() {
-        delivery.abort();
+    if !delivery.stop(grace).await {
         tracing::warn!(
             "stopping with deliveries in flight; they stay in the outbox and are sent after the restart"
         );
@@ -173,16 +169,94 @@ async fn sleep_until(app: &App, wake_ms: Option<i64>) {
     }
 }
 
-fn spawn_delivery(
-    app: &App,
-    stop: &CancellationToken,
-    heartbeat: &Arc<Heartbeat>,
-) -> JoinHandle<()> {
-    tokio::spawn(deliver_until_stopped(
-        app.clone(),
-        stop.clone(),
-        heartbeat.clone(),
-    ))
+/// The running delivery task.
+///
+/// In the daemon (a multi-thread runtime) it runs on a thread of its own with its own
+/// single-thread runtime: a poll cycle over thousands of watches keeps the poll workers' run
+/// queue full, and a notification must not wait behind it (detection to delivery is a few
+/// milliseconds however busy the cycle). On a single-thread runtime — tests with paused time —
+/// it is an ordinary task of that runtime, so virtual time drives it too.
+pub struct DeliveryTask {
+    /// Ends the wait for more work; what is due now is still sent.
+    stop: CancellationToken,
+    /// Ends the task at once (after the grace period).
+    kill: CancellationToken,
+    /// Sent when the task returns; dropped unsent if it panicked.
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl DeliveryTask {
+    /// Start delivering: what is due now at once, then whenever the outbox signal, a due retry
+    /// or [`DeliveryTask::stop`] wakes it.
+    pub fn start(app: &App, heartbeat: &Arc<Heartbeat>) -> DeliveryTask {
+        let stop = CancellationToken::new();
+        let kill = CancellationToken::new();
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let work = {
+            let (app, stop, kill, heartbeat) =
+                (app.clone(), stop.clone(), kill.clone(), heartbeat.clone());
+            async move {
+                tokio::select! {
+                    _ = deliver_until_stopped(app, stop, heartbeat) => {}
+                    _ = kill.cancelled() => {}
+                }
+                let _ = tx.send(());
+            }
+        };
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        match multi_thread.then(own_runtime).flatten() {
+            Some(runtime) => {
+                let spawned = std::thread::Builder::new()
+                    .name("dbswatch-delivery".into())
+                    .spawn(move || runtime.block_on(work));
+                if let Err(e) = spawned {
+                    // `work` is gone with the closure; `done` reports the task as ended and the
+                    // poll loop starts it again at its next wake-up.
+                    tracing::error!(error = %e, "cannot start the delivery thread");
+                }
+            }
+            None => {
+                tokio::spawn(work);
+            }
+        }
+        DeliveryTask { stop, kill, done }
+    }
+
+    /// Whether the task has ended (it only does when stopped, or by a panic).
+    pub fn is_finished(&mut self) -> bool {
+        !matches!(
+            self.done.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        )
+    }
+
+    /// Stop waiting for new work and give what is in flight `grace` to finish; `false` if it
+    /// had to be cut off (unsent rows stay in the outbox).
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        self.stop.cancel();
+        if tokio::time::timeout(grace, &mut self.done).await.is_ok() {
+            return true;
+        }
+        self.kill.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.done).await;
+        false
+    }
+}
+
+/// A single-thread runtime for the delivery thread; `None` (the task then shares the caller's
+/// runtime) if the system refuses one.
+fn own_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            tracing::warn!(error = %e, "no runtime of its own for deliveries; sharing the pollers'");
+            None
+        }
+    }
 }
 
 /// The delivery task: a pass whenever something is due, and in between a sleep that only the
