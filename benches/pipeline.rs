@@ -318,6 +318,7 @@ async fn run_cycles(
     }
     let cpu = cpu_seconds() - cpu_before;
     delivery.stop(std::time::Duration::from_secs(5)).await;
+
     let bytes_after = db_used_bytes(&db).await;
     app.store.close().await;
     let polls = n * cycles;
@@ -336,6 +337,10 @@ async fn run_cycles(
     let pct = |p: f64| {
         (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
     };
+    if std::env::var_os("BENCH_KEEP_DB").is_some() {
+        // For a look inside (sqlite3's dbstat): where the bytes of a change go.
+        eprintln!("database kept: {}", dir.keep().join("bench.db").display());
+    }
     Result {
         watches: n,
         changed_pct,
