@@ -303,7 +303,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", "-512");
         let mut store = Self::connect(options, &path.display().to_string()).await?;
         store.ensure_incremental_vacuum().await;
         // Opened after the writer, so the WAL and its index exist for read-only connections.

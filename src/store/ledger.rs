@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use serde_json::json;
+use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -131,6 +131,26 @@ pub struct UnchangedPoll<'a> {
     pub finished_at: i64,
 }
 
+/// One watch's noted polls as the flush statements read them from `json_each`.
+#[derive(Debug, Serialize)]
+struct BatchRow<'a> {
+    w: &'a str,
+    tt: &'a str,
+    ti: &'a str,
+    h: &'a str,
+    n: i64,
+    s0: i64,
+    s1: i64,
+    d: i64,
+    f: i64,
+    sid: i64,
+}
+
+/// The batch as one JSON array, written straight from the rows (no value tree).
+fn batch_json<T: Serialize>(rows: &[T]) -> String {
+    serde_json::to_string(rows).expect("batch rows always serialise")
+}
+
 impl Store {
     /// Note `poll` as unchanged if the watch's known head has the same target and hash and its
     /// last poll did not fail; then nothing is read or written now (see the module doc).
@@ -212,19 +232,26 @@ impl Store {
     }
 
     async fn write_noted(&self, noted: &[(String, Noted)]) -> Result<usize, StoreError> {
-        let batch = serde_json::Value::Array(
+        let rows = |sid: &dyn Fn(&str) -> Option<i64>| -> Vec<BatchRow<'_>> {
             noted
                 .iter()
-                .map(|(watch, n)| {
-                    json!({
-                        "w": watch, "tt": n.target_type, "ti": n.target_id, "h": n.content_hash,
-                        "n": n.count, "s0": n.first_started_at, "s1": n.last_started_at,
-                        "d": n.duration_ms, "f": n.finished_at,
+                .filter_map(|(watch, n)| {
+                    Some(BatchRow {
+                        w: watch,
+                        tt: n.target_type,
+                        ti: &n.target_id,
+                        h: &n.content_hash,
+                        n: n.count,
+                        s0: n.first_started_at,
+                        s1: n.last_started_at,
+                        d: n.duration_ms,
+                        f: n.finished_at,
+                        sid: sid(watch)?,
                     })
                 })
-                .collect(),
-        )
-        .to_string();
+                .collect()
+        };
+        let batch = batch_json(&rows(&|_| Some(0)));
         let mut tx = self.begin_write().await?;
         // Only watches whose stored baseline is still the one they were compared with.
         let matched: HashMap<String, i64> = sqlx::query(
@@ -241,18 +268,8 @@ impl Store {
         .into_iter()
         .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
         .collect();
-        let kept: Vec<serde_json::Value> = noted
-            .iter()
-            .filter_map(|(watch, n)| {
-                matched.get(watch).map(|sid| {
-                    json!({
-                        "w": watch, "sid": sid, "n": n.count, "s0": n.first_started_at,
-                        "s1": n.last_started_at, "d": n.duration_ms, "f": n.finished_at,
-                    })
-                })
-            })
-            .collect();
-        let kept = serde_json::Value::Array(kept).to_string();
+        let kept_rows = rows(&|watch| matched.get(watch).copied());
+        let kept = batch_json(&kept_rows);
         sqlx::query(
             "UPDATE snapshots SET last_seen_at = max(last_seen_at, j.f), \
              seen_count = seen_count + j.n \
@@ -281,15 +298,9 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let extended: std::collections::HashSet<String> = extended.into_iter().collect();
-        let fresh: Vec<serde_json::Value> = noted
+        let fresh: Vec<&BatchRow<'_>> = kept_rows
             .iter()
-            .filter(|(watch, _)| matched.contains_key(watch) && !extended.contains(watch))
-            .map(|(watch, n)| {
-                json!({
-                    "w": watch, "sid": matched[watch], "n": n.count, "s0": n.first_started_at,
-                    "s1": n.last_started_at, "d": n.duration_ms,
-                })
-            })
+            .filter(|row| !extended.contains(row.w))
             .collect();
         if !fresh.is_empty() {
             sqlx::query(
@@ -298,7 +309,7 @@ impl Store {
                  SELECT value->>'w', value->>'s0', value->>'d', 'unchanged', value->>'sid', \
                  value->>'s1', value->>'n' FROM json_each(?1)",
             )
-            .bind(serde_json::Value::Array(fresh).to_string())
+            .bind(batch_json(&fresh))
             .execute(&mut *tx)
             .await?;
         }
