@@ -359,7 +359,11 @@ mod tests {
     fn the_hash_is_the_hex_sha256_of_the_canonical_json() {
         // Stored hashes must stay comparable across versions: a different spelling would make
         // every watch look changed after an upgrade.
-        let a = Snapshot::new(Some("running".into()), Some(40), vec![item("A", "1", "init")]);
+        let a = Snapshot::new(
+            Some("running".into()),
+            Some(40),
+            vec![item("A", "1", "init")],
+        );
         let digest = Sha256::digest(a.canonical_json().as_bytes());
         let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(a.content_hash(), expected);
