@@ -7,7 +7,8 @@
 //! - an unchanged poll writes no snapshot row, only a poll record and a `last_seen` bump;
 //! - a failed poll never touches the baseline, so the last good snapshot survives any bad input;
 //! - every event is chained (`prev_hash`, `hash`) in the transaction that writes it, and the
-//!   chain head moves with it (see [`crate::audit::chain`]);
+//!   chain head moves with it (see [`crate::audit::chain`]): events are written only by
+//!   `chain::append_events`;
 //! - consecutive unchanged polls of a watch share one `polls` row (count, first and last time),
 //!   so an idle watch adds no rows; errors, first answers and changes get a row each.
 //!
@@ -40,7 +41,6 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
 
-use crate::audit::chain::{ChainFields, GENESIS, event_hash};
 use crate::audit::metrics::Metrics;
 use crate::event::Event;
 use crate::snapshot::{Snapshot, Target};
@@ -559,75 +559,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
 
-        let mut prev_hash: Option<String> = None;
-        let mut head: Option<(i64, String)> = None;
-        if !w.events.is_empty() {
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT head_hash FROM chain_state WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .flatten();
-            prev_hash = Some(stored.unwrap_or_else(|| GENESIS.to_string()));
-        }
-        for (event, channels) in w.events {
-            let payload = serde_json::to_string(event).expect("events always serialise");
-            let kind = event.kind();
-            let prev = prev_hash.take().unwrap_or_else(|| GENESIS.to_string());
-            let event_hash = event_hash(
-                &prev,
-                &ChainFields {
-                    uid: &event.id,
-                    watch: &event.watch,
-                    kind: &kind,
-                    target_type: event.target.type_name(),
-                    target_id: event.target.id(),
-                    status: event.status.as_deref(),
-                    observed_at: event.observed_at_ms,
-                    payload: &payload,
-                },
-            );
-            let event_id = sqlx::query(
-                "INSERT INTO events (uid, watch, kind, target_type, target_id, status, observed_at, \
-                 snapshot_id, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&event.id)
-            .bind(&event.watch)
-            .bind(&kind)
-            .bind(event.target.type_name())
-            .bind(event.target.id())
-            .bind(&event.status)
-            .bind(event.observed_at_ms)
-            .bind(snapshot_id)
-            .bind(payload)
-            .bind(&prev)
-            .bind(&event_hash)
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-            prev_hash = Some(event_hash.clone());
-            head = Some((event_id, event_hash));
-            for channel in channels {
-                sqlx::query(
-                    "INSERT INTO deliveries (uid, event_id, channel, status, next_attempt_at, \
-                     created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-                )
-                .bind((w.new_uid)())
-                .bind(event_id)
-                .bind(channel)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-
-        if let Some((head_id, head_hash)) = &head {
-            sqlx::query("UPDATE chain_state SET head_id = ?, head_hash = ? WHERE id = 1")
-                .bind(head_id)
-                .bind(head_hash)
-                .execute(&mut *tx)
-                .await?;
-        }
+        chain::append_events(&mut tx, w.events, Some(snapshot_id), now, w.new_uid).await?;
 
         // An unchanged poll extends the watch's current run of unchanged polls, if its newest
         // poll row is one for the same snapshot; anything else starts a new row.

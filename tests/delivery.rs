@@ -626,6 +626,12 @@ language = "zh-CN"
             .any(|t| t.contains("DBS 查询失败") && t.contains("连续 3 次查询失败"))
     );
     assert!(ding.iter().any(|t| t.contains("DBS 查询已恢复")));
+
+    // poll.failed is written by the failure path, not by record_poll: it must be chained like
+    // every other event, or `verify` reports it as inserted behind dbswatch's back.
+    let report = app.store.verify_chain(clock.now_ms()).await.unwrap();
+    assert!(report.verdict.ok(), "{:?}", report.verdict.problems);
+    assert_eq!(report.verdict.events, 3, "started, failed, recovered");
 }
 
 #[tokio::test]

@@ -1,11 +1,13 @@
-//! The event hash chain in SQL: the one-time backfill of rows that predate it, the walk behind
-//! `dbswatch verify`, and the stored result that `/metrics` exports.
+//! The event hash chain in SQL: [`append_events`], the one writer of `events` rows (each row
+//! chained in the transaction that writes it), the one-time backfill of rows that predate the
+//! chain, the walk behind `dbswatch verify`, and the stored result that `/metrics` exports.
 
 use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::audit::chain::{ChainFields, ChainRow, GENESIS, Head, Verdict, Verifier, event_hash};
+use crate::event::Event;
 
 /// Rows read per query during a walk: big enough to be fast, small enough to stay light.
 const VERIFY_BATCH: i64 = 5_000;
@@ -35,6 +37,89 @@ pub struct LastVerification {
     pub events: i64,
     /// Findings.
     pub problems: i64,
+}
+
+/// Write `events` in order inside `tx`, each with one pending delivery per channel (due at
+/// `now`), chain each to the one before it (the first to the recorded head) and move the head
+/// to the last.
+///
+/// Every `events` row dbswatch writes goes through here (`record_poll` and
+/// `record_poll_failure`): a writer of its own would leave rows that `verify` reports as
+/// inserted behind dbswatch's back. `tx` must be a write transaction (`BEGIN IMMEDIATE`), so
+/// the head read here is still the head at commit and two processes cannot fork the chain.
+pub(super) async fn append_events(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    events: &[(Event, Vec<String>)],
+    snapshot_id: Option<i64>,
+    now: i64,
+    new_uid: &mut (dyn FnMut() -> String + Send),
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT head_hash FROM chain_state WHERE id = 1")
+            .fetch_optional(&mut **tx)
+            .await?
+            .flatten();
+    let mut prev = stored.unwrap_or_else(|| GENESIS.to_string());
+    let mut head_id: Option<i64> = None;
+    for (event, channels) in events {
+        let payload = serde_json::to_string(event).expect("events always serialise");
+        let kind = event.kind();
+        let hash = event_hash(
+            &prev,
+            &ChainFields {
+                uid: &event.id,
+                watch: &event.watch,
+                kind: &kind,
+                target_type: event.target.type_name(),
+                target_id: event.target.id(),
+                status: event.status.as_deref(),
+                observed_at: event.observed_at_ms,
+                payload: &payload,
+            },
+        );
+        let event_id = sqlx::query(
+            "INSERT INTO events (uid, watch, kind, target_type, target_id, status, observed_at, \
+             snapshot_id, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(&event.watch)
+        .bind(&kind)
+        .bind(event.target.type_name())
+        .bind(event.target.id())
+        .bind(&event.status)
+        .bind(event.observed_at_ms)
+        .bind(snapshot_id)
+        .bind(payload)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?
+        .last_insert_rowid();
+        for channel in channels {
+            sqlx::query(
+                "INSERT INTO deliveries (uid, event_id, channel, status, next_attempt_at, \
+                 created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(new_uid())
+            .bind(event_id)
+            .bind(channel)
+            .bind(now)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        prev = hash;
+        head_id = Some(event_id);
+    }
+    sqlx::query("UPDATE chain_state SET head_id = ?, head_hash = ? WHERE id = 1")
+        .bind(head_id)
+        .bind(&prev)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl Store {

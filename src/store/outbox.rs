@@ -15,7 +15,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{AttemptWrite, DeliveryState, Store, StoreError};
+use super::{AttemptWrite, DeliveryState, Store, StoreError, chain};
 use crate::event::Event;
 
 /// A pending delivery claimed for sending, with what grouping, the retry budget and the
@@ -640,8 +640,9 @@ impl Store {
         let since = run.as_ref().map_or(w.started_at, |s| s.since_ms);
         let mut announced_event = None;
         if failures >= w.threshold && !announced(&mut *tx, w.watch).await? {
-            let (event, channels) = (w.announce)(failures, since);
-            insert_event(&mut tx, &event, &channels, None, w.now, w.new_uid).await?;
+            let written = [(w.announce)(failures, since)];
+            chain::append_events(&mut tx, &written, None, w.now, w.new_uid).await?;
+            let [(event, _)] = written;
             announced_event = Some(event);
         }
         tx.commit().await?;
@@ -652,48 +653,6 @@ impl Store {
             announced: announced_event,
         })
     }
-}
-
-/// Write one event and a pending delivery per channel inside `tx`.
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    event: &Event,
-    channels: &[String],
-    snapshot_id: Option<i64>,
-    now: i64,
-    new_uid: &mut (dyn FnMut() -> String + Send),
-) -> Result<(), StoreError> {
-    let payload = serde_json::to_string(event).expect("events always serialise");
-    let event_id = sqlx::query(
-        "INSERT INTO events (uid, watch, kind, target_type, target_id, status, observed_at, \
-         snapshot_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event.id)
-    .bind(&event.watch)
-    .bind(event.kind())
-    .bind(event.target.type_name())
-    .bind(event.target.id())
-    .bind(&event.status)
-    .bind(event.observed_at_ms)
-    .bind(snapshot_id)
-    .bind(payload)
-    .execute(&mut **tx)
-    .await?
-    .last_insert_rowid();
-    for channel in channels {
-        sqlx::query(
-            "INSERT INTO deliveries (uid, event_id, channel, status, next_attempt_at, created_at) \
-             VALUES (?, ?, ?, 'pending', ?, ?)",
-        )
-        .bind(new_uid())
-        .bind(event_id)
-        .bind(channel)
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
 
 async fn streak<'e, E>(executor: E, watch: &str) -> Result<Option<PollStreak>, StoreError>
@@ -1171,6 +1130,69 @@ mod tests {
         let due = store.claim_outbox(1_000, 1, 10).await.unwrap();
         let kinds: Vec<String> = due.iter().map(|r| r.event.kind()).collect();
         assert_eq!(kinds, ["poll.failed", "poll.recovered"]);
+    }
+
+    /// `poll.failed` is written by `record_poll_failure`, not `record_poll`: it must be chained
+    /// all the same, or `verify` calls it a forgery and the events after it skip over it.
+    #[tokio::test]
+    async fn poll_failed_and_poll_recovered_are_chained_like_every_event() {
+        let store = Store::open_in_memory().await.unwrap();
+        write(&store, &[event("s1", Change::Started, 1)], 1).await;
+        for n in 0..3i64 {
+            let mut announce = |failures: u32, since: i64| {
+                let mut e = event("pf", Change::PollFailed, 100 + n);
+                e.poll = Some(PollHealth {
+                    failures,
+                    since_ms: since,
+                    error_kind: Some("throttled".into()),
+                    code: Some("Throttling.User".into()),
+                    message: "slow down".into(),
+                    hint: "wait".into(),
+                });
+                (e, vec!["a".to_string()])
+            };
+            let mut uid = || uuid::Uuid::new_v4().to_string();
+            let recorded = store
+                .record_poll_failure(PollFailureWrite {
+                    watch: "w",
+                    started_at: 100 + n,
+                    duration_ms: 1,
+                    code: Some("Throttling.User"),
+                    message: "slow down",
+                    threshold: 3,
+                    now: 100 + n,
+                    announce: &mut announce,
+                    new_uid: &mut uid,
+                })
+                .await
+                .unwrap();
+            assert_eq!(recorded.announced.is_some(), n == 2);
+        }
+        write(&store, &[event("pr", Change::PollRecovered, 200)], 200).await;
+
+        let rows: Vec<(i64, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, kind, prev_hash, hash FROM events ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(kinds, ["precheck.started", "poll.failed", "poll.recovered"]);
+        for pair in rows.windows(2) {
+            assert!(pair[1].2.is_some(), "{} has no prev_hash", pair[1].1);
+            assert_eq!(pair[1].2, pair[0].3, "{} links to {}", pair[1].1, pair[0].1);
+        }
+        let report = store.verify_chain(300).await.unwrap();
+        assert!(report.verdict.ok(), "{:?}", report.verdict.problems);
+        assert_eq!(report.verdict.events, 3);
+        let (last_id, _, _, last_hash) = rows.last().unwrap();
+        assert_eq!(report.head_id, Some(*last_id), "the head is the last event");
+        assert_eq!(Some(&report.verdict.head_hash), last_hash.as_ref());
+        let stored: (Option<i64>, Option<String>) =
+            sqlx::query_as("SELECT head_id, head_hash FROM chain_state WHERE id = 1")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, (Some(*last_id), last_hash.clone()));
     }
 
     #[tokio::test]
