@@ -462,8 +462,7 @@ async fn healthz_says_why_it_is_unhealthy() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert!(v["scheduler_next_wake"].is_string(), "{v}");
     // Announced after the last tick (which was six minutes ago), and now overdue.
-    a.heartbeat
-        .sleeping_until(Some(now - 6 * MINUTE + 30_000));
+    a.heartbeat.sleeping_until(Some(now - 6 * MINUTE + 30_000));
     let (status, v) = health(&a).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
