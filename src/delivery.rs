@@ -38,6 +38,10 @@ use crate::pipeline::{App, DeliveryReport};
 use crate::ratelimit::{Limiter, Rate};
 use crate::store::{AttemptWrite, DeliveryState, OutboxRow, SendFinish, SendStart, StoreError};
 
+/// How long before the end of its lease a waiting row is leased again, beyond the longest a
+/// send may take: room for recording the send's outcome.
+const LEASE_SLACK_MS: i64 = 1_000;
+
 /// Send-rate windows per receiver, shared by every delivery pass of the process.
 #[derive(Debug, Default)]
 pub struct SendLimits {
@@ -239,6 +243,7 @@ impl App {
         &self,
         channel_name: &str,
         claimed: Vec<OutboxRow>,
+        leased_until: i64,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
         let Some(channel) = self.config.channel(channel_name) else {
@@ -280,6 +285,11 @@ impl App {
             }
         }
         let mut queue: VecDeque<Planned> = plans.into();
+        // The rows waiting their turn stay ours while the queue is worked through: before each
+        // send their lease must outlast it. Extended only when it would not, so a backlog of a
+        // few hundred rows costs a lease write every couple of seconds, not one per message.
+        let timeout_ms = self.config.delivery.timeout.as_millis() as i64;
+        let mut leased_until = leased_until;
         while let Some(plan) = queue.pop_front() {
             let now = self.clock.now_ms();
             if !plan.is_retry()
@@ -291,10 +301,11 @@ impl App {
                 self.store.reschedule(&ids, until).await?;
                 break;
             }
-            let waiting: Vec<i64> = queue.iter().flat_map(Planned::ids).collect();
-            self.store
-                .reschedule(&waiting, now + self.lease_ms())
-                .await?;
+            if now + timeout_ms + LEASE_SLACK_MS > leased_until {
+                let waiting: Vec<i64> = queue.iter().flat_map(Planned::ids).collect();
+                leased_until = now + self.lease_ms();
+                self.store.reschedule(&waiting, leased_until).await?;
+            }
             match self
                 .send_one(channel, &key, &rates, plan, &mut report)
                 .await?

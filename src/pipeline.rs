@@ -470,9 +470,11 @@ impl App {
     /// due changes of one watch become one message, flapping repeats are muted, and a
     /// receiver's rate limit postpones what it cannot take yet (see [`crate::delivery`]).
     pub async fn deliver_due(&self) -> Result<DeliveryReport, StoreError> {
+        let claimed_at = self.clock.now_ms();
+        let leased_until = claimed_at + self.lease_ms();
         let due = self
             .store
-            .claim_outbox(self.clock.now_ms(), self.lease_ms(), 500)
+            .claim_outbox(claimed_at, self.lease_ms(), 500)
             .await?;
         let mut by_channel: Vec<(String, Vec<crate::store::OutboxRow>)> = Vec::new();
         for d in due {
@@ -484,7 +486,7 @@ impl App {
         let mut set = JoinSet::new();
         for (channel, list) in by_channel {
             let app = self.clone();
-            set.spawn(async move { app.deliver_channel(&channel, list).await });
+            set.spawn(async move { app.deliver_channel(&channel, list, leased_until).await });
         }
         let mut report = DeliveryReport::default();
         let mut first_error = None;

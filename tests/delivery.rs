@@ -756,3 +756,64 @@ url = "{}/slack"
     assert_eq!(covered, 12, "the catch-up covers every change of the hour");
     assert!(after.iter().any(|r| r.text.contains("This message covers")));
 }
+
+#[tokio::test]
+async fn a_long_queue_stays_leased_while_it_is_worked_through() {
+    // A webhook receiver that takes 1.5 s per message and a 2 s send timeout (so a 5 s lease):
+    // eight queued messages take over 12 s, far past the lease they were claimed with. A second pass
+    // started meanwhile (another process, a restart) must find nothing to take, and each
+    // message reaches the receiver once.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dbs(fixtures(&["precheck-fails/04.json"])).await;
+    let clock = Clock::tokio(T0);
+    let rx = Receiver::start(clock.clone()).await;
+    rx.script(
+        "/hook",
+        vec![Reply::new(204, "").after(Duration::from_millis(1_500))],
+    );
+    let channels = format!(
+        "[[channel]]\nname = \"audit\"\ntype = \"webhook\"\nurl = \"{}/hook\"\n",
+        rx.url()
+    );
+    let config = app_config(dir.path(), &sim, "timeout_secs = 2", &channels);
+    let app = App::new(config, clock.clone()).await.unwrap();
+    let sample = dbswatch::render::sample_events()
+        .into_iter()
+        .find(|e| e.kind() == "precheck.failed")
+        .unwrap();
+    // Eight watches, so no message waits behind an older one of its own watch.
+    for n in 0..8 {
+        let watch = format!("db-{n}");
+        let event = Event {
+            id: format!("event-{n}"),
+            watch: watch.clone(),
+            target: Target::BackupPlan(format!("plan-{watch}")),
+            observed_at_ms: clock.now_ms(),
+            ..sample.clone()
+        };
+        write_events(&app.store, &watch, &[event], clock.now_ms(), "audit").await;
+    }
+
+    tokio::time::pause();
+    let tick = keep_virtual_time_in_small_steps();
+    let first = {
+        let app = app.clone();
+        tokio::spawn(async move { app.deliver_due().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let second = app.deliver_due().await.unwrap();
+    assert_eq!(second.delivered, 0, "{second:?}");
+    let first = first.await.unwrap();
+    tick.abort();
+    tokio::time::resume();
+    assert_eq!(first.delivered, 8, "{first:?}");
+    let mut ids: Vec<String> = rx
+        .received("/hook")
+        .into_iter()
+        .filter_map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 8);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "each message once");
+}

@@ -236,12 +236,16 @@ impl Store {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        for row in &rows {
-            sqlx::query("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?")
-                .bind(now + lease_ms)
-                .bind(row.get::<i64, _>("id"))
-                .execute(&mut *tx)
-                .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get::<i64, _>("id")).collect();
+        if !ids.is_empty() {
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = ? \
+                 WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(now + lease_ms)
+            .bind(id_list(&ids))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         rows.into_iter().map(outbox_row).collect()
@@ -287,17 +291,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        for id in ids {
-            sqlx::query(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        // One statement however many rows: a backlog's lease is extended in one write.
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = ? \
+             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending'",
+        )
+        .bind(at)
+        .bind(id_list(ids))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -716,6 +718,20 @@ fn outbox_row(row: sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         backoff_attempts: row.get("backoff_attempts"),
         budget_from: row.get("budget_from"),
     })
+}
+
+/// Row ids as the JSON array that `json_each(?)` reads: one bound parameter for any number.
+fn id_list(ids: &[i64]) -> String {
+    let mut out = String::with_capacity(ids.len() * 8 + 2);
+    out.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
+    }
+    out.push(']');
+    out
 }
 
 #[cfg(test)]
