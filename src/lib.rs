@@ -36,6 +36,7 @@ pub mod health;
 pub mod history;
 pub mod notify;
 pub mod pipeline;
+pub mod priority;
 pub mod ratelimit;
 pub mod render;
 pub mod schedule;

@@ -209,7 +209,11 @@ impl DeliveryTask {
             Some(runtime) => {
                 let spawned = std::thread::Builder::new()
                     .name("dbswatch-delivery".into())
-                    .spawn(move || runtime.block_on(work));
+                    .spawn(move || {
+                        // Not the poll workers' lowered priority, which it may have inherited.
+                        crate::priority::restore_current_thread();
+                        runtime.block_on(work)
+                    });
                 if let Err(e) = spawned {
                     // `work` is gone with the closure; `done` reports the task as ended and the
                     // poll loop starts it again at its next wake-up.
