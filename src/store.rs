@@ -287,6 +287,20 @@ pub struct OutboxCounts {
     pub dead: i64,
 }
 
+/// Pool settings for a database file on this machine: `max` connections, opened when first
+/// needed and then kept for the life of the process. No liveness ping before each use (a
+/// local file cannot hang up, and the ping is one more round trip to the connection's thread
+/// for every statement), and no idle or lifetime reaping (no maintenance timer waking an idle
+/// daemon, and no connection thread re-created later from a lower-priority poll worker, see
+/// `crate::priority`).
+fn local_pool(max: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .test_before_acquire(false)
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 impl Store {
     /// Open (creating when missing) and migrate the database file.
     ///
@@ -313,14 +327,21 @@ impl Store {
             .filename(path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(10));
-        let reader = SqlitePoolOptions::new()
-            .max_connections(2)
+        let reader = local_pool(2)
             .connect_with(read_options)
             .await
             .map_err(|source| StoreError::Open {
                 path: path.display().to_string(),
                 source,
             })?;
+        // Both connections now, from the opening thread, and kept (see `local_pool`).
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let first = reader.acquire().await.map_err(open_error)?;
+        let second = reader.acquire().await.map_err(open_error)?;
+        drop((first, second));
         store.reader = Some(reader);
         Ok(store)
     }
@@ -331,8 +352,7 @@ impl Store {
             .filename(path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+        let pool = local_pool(1)
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
@@ -362,8 +382,7 @@ impl Store {
     async fn connect(options: SqliteConnectOptions, label: &str) -> Result<Store, StoreError> {
         // One connection: SQLite has one writer anyway, and a single connection makes every
         // transaction strictly serial, so concurrent polls can never interleave their diffs.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+        let pool = local_pool(1)
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
