@@ -284,6 +284,13 @@ impl App {
                 return Ok(report);
             }
         }
+        // The muted repeats each watch's next message reports: one query for the pass (only
+        // fresh messages report them; a frozen one reports what it was frozen with).
+        let mut muted_by_watch = if plans.iter().any(|p| p.frozen.is_none()) {
+            self.store.unreported_muted_by_watch(channel_name).await?
+        } else {
+            HashMap::new()
+        };
         let mut queue: VecDeque<Planned> = plans.into();
         // The rows waiting their turn stay ours while the queue is worked through: before each
         // send their lease must outlast it. Extended only when it would not, so a backlog of a
@@ -307,7 +314,14 @@ impl App {
                 self.store.reschedule(&waiting, leased_until).await?;
             }
             match self
-                .send_one(channel, &key, &rates, plan, &mut report)
+                .send_one(
+                    channel,
+                    &key,
+                    &rates,
+                    plan,
+                    &mut muted_by_watch,
+                    &mut report,
+                )
                 .await?
             {
                 Next::Continue => {}
@@ -369,6 +383,12 @@ impl App {
                 None => watches.push((row.event.watch.clone(), vec![row])),
             }
         }
+        // Which watches have an older message waiting for its retry: one query for the pass.
+        let mut waiting_frozen = if watches.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.frozen_messages(&channel.spec.name).await?
+        };
         let mut plans = Vec::new();
         for (watch, rows) in watches {
             let (frozen, fresh): (Vec<OutboxRow>, Vec<OutboxRow>) =
@@ -394,10 +414,7 @@ impl App {
                 continue;
             }
             if frozen_ids.is_empty()
-                && let Some((_, due)) = self
-                    .store
-                    .frozen_message_of_watch(&channel.spec.name, &watch)
-                    .await?
+                && let Some((_, due)) = waiting_frozen.remove(&watch)
             {
                 // An older message of this watch is waiting for its retry: go after it.
                 let ids: Vec<i64> = fresh.iter().map(|r| r.id).collect();
@@ -432,6 +449,7 @@ impl App {
         key: &str,
         rates: &[Rate],
         plan: Planned,
+        muted_by_watch: &mut HashMap<String, Vec<i64>>,
         report: &mut DeliveryReport,
     ) -> Result<Next, StoreError> {
         let name = channel.spec.name.as_str();
@@ -440,7 +458,8 @@ impl App {
             Some(uid) => (uid.clone(), self.store.muted_in_message(uid).await?),
             None => {
                 let uids: Vec<&str> = plan.members.iter().map(|m| m.uid.as_str()).collect();
-                let muted = self.store.unreported_muted(name, &plan.watch).await?;
+                // Taken: the first message of the watch in this pass reports them.
+                let muted = muted_by_watch.remove(&plan.watch).unwrap_or_default();
                 (message_id(&uids), muted)
             }
         };
@@ -454,6 +473,10 @@ impl App {
         let rendered = match self.renderer.render_group(name, &events, muted.len()) {
             Ok(r) => r,
             Err(e) => {
+                // Not reported by this message after all: the watch's next one reports them.
+                if plan.frozen.is_none() && !muted.is_empty() {
+                    muted_by_watch.insert(plan.watch.clone(), muted);
+                }
                 let now = self.clock.now_ms();
                 let error = self.redactor.redact(&e.to_string());
                 let retry_at = now + self.backoff_ms(attempts, None);
@@ -494,6 +517,9 @@ impl App {
             );
             report.postponed += ids.len();
             self.store.reschedule(&ids, at).await?;
+            if plan.frozen.is_none() && !muted.is_empty() {
+                muted_by_watch.insert(plan.watch.clone(), muted);
+            }
             return Ok(Next::HoldRest(at));
         }
 

@@ -12,6 +12,8 @@
 //! - a postponement (rate limit, a busy channel) changes `next_attempt_at` only: it is not an
 //!   attempt and does not touch the retry count.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::Row;
 
@@ -271,17 +273,31 @@ impl Store {
         channel: &str,
         watch: &str,
     ) -> Result<Option<(String, i64)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT d.batch_uid, MIN(d.next_attempt_at) AS due FROM deliveries d \
+        Ok(self.frozen_messages(channel).await?.remove(watch))
+    }
+
+    /// [`Store::frozen_message_of_watch`] for every watch at once, by watch: one query for a
+    /// delivery pass, not one per watch in it.
+    pub async fn frozen_messages(
+        &self,
+        channel: &str,
+    ) -> Result<HashMap<String, (String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.watch, d.batch_uid, MIN(d.next_attempt_at) AS due FROM deliveries d \
              JOIN events e ON e.id = d.event_id \
-             WHERE d.channel = ? AND e.watch = ? AND d.status = 'pending' \
-             AND d.batch_uid IS NOT NULL GROUP BY d.batch_uid ORDER BY MIN(d.id) LIMIT 1",
+             WHERE d.channel = ? AND d.status = 'pending' AND d.batch_uid IS NOT NULL \
+             GROUP BY d.batch_uid ORDER BY MIN(d.id)",
         )
         .bind(channel)
-        .bind(watch)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.map(|r| (r.get("batch_uid"), r.get("due"))))
+        let mut oldest = HashMap::new();
+        for r in rows {
+            oldest
+                .entry(r.get::<String, _>("watch"))
+                .or_insert_with(|| (r.get("batch_uid"), r.get("due")));
+        }
+        Ok(oldest)
     }
 
     /// Move pending deliveries to `at` without counting an attempt: a rate-limit wait, a
@@ -351,16 +367,34 @@ impl Store {
         channel: &str,
         watch: &str,
     ) -> Result<Vec<i64>, StoreError> {
-        let ids = sqlx::query_scalar(
-            "SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE d.channel = ? AND e.watch = ? AND d.status = 'muted' \
-             AND d.batch_uid IS NULL ORDER BY d.id",
+        Ok(self
+            .unreported_muted_by_watch(channel)
+            .await?
+            .remove(watch)
+            .unwrap_or_default())
+    }
+
+    /// [`Store::unreported_muted`] for every watch at once, by watch: one query for a delivery
+    /// pass, not one per message in it.
+    pub async fn unreported_muted_by_watch(
+        &self,
+        channel: &str,
+    ) -> Result<HashMap<String, Vec<i64>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.watch, d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.channel = ? AND d.status = 'muted' AND d.batch_uid IS NULL ORDER BY d.id",
         )
         .bind(channel)
-        .bind(watch)
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids)
+        let mut by_watch: HashMap<String, Vec<i64>> = HashMap::new();
+        for r in rows {
+            by_watch
+                .entry(r.get("watch"))
+                .or_default()
+                .push(r.get("id"));
+        }
+        Ok(by_watch)
     }
 
     /// The muted repeats a frozen message reports.
