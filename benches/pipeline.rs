@@ -1,5 +1,6 @@
 //! Whole-pipeline benchmark: `cargo bench --bench pipeline [-- --watches 100,1000,10000]
-//! [--cycles N]`.
+//! [--cycles N] [--no-paced]`. `--cycles` sets the saturating runs' cycles; the paced run
+//! always polls 100 watches for 10 and 30 cycles, and `--no-paced` leaves it out.
 //!
 //! Three processes, so each figure belongs to dbswatch alone: this one orchestrates; a "peer"
 //! (this binary re-executed) runs the DBS double with N plans and the webhook sink; a
@@ -74,8 +75,13 @@ fn main() {
     // machine saturated for the whole cycle). Detection to delivery with 10% of answers
     // changing (30 cycles: 300 changes), and CPU per poll when each poll wakes the process
     // on its own instead of in a busy cycle.
-    println!("\npaced: {PACED_RPS} polls a second");
-    for (changed_pct, cycles) in [(0, 10), (10, 30)] {
+    let paced = if args.iter().any(|a| a == "--no-paced") {
+        &[][..]
+    } else {
+        println!("\npaced: {PACED_RPS} polls a second");
+        &[(0, 10), (10, 30)][..]
+    };
+    for &(changed_pct, cycles) in paced {
         let r = measure(100, changed_pct, cycles, Some(PACED_RPS));
         print_row(&r);
         results.push(r);
@@ -106,6 +112,8 @@ struct Result {
     warmup_peak_rss_mb: f64,
     db_bytes_per_unchanged_poll: Option<f64>,
     db_bytes_per_change: Option<f64>,
+    /// The same growth per change, split by table (each with its indexes).
+    db_bytes_per_change_by_table: Option<std::collections::BTreeMap<String, f64>>,
     latency_ms_p50: Option<f64>,
     latency_ms_p99: Option<f64>,
     deliveries: usize,
@@ -147,6 +155,10 @@ fn print_row(r: &Result) {
         opt(r.latency_ms_p50),
         opt(r.latency_ms_p99),
     );
+    if let Some(tables) = &r.db_bytes_per_change_by_table {
+        let parts: Vec<String> = tables.iter().map(|(t, b)| format!("{t} {b:.0}")).collect();
+        println!("{:>18} B/change by table: {}", "", parts.join(", "));
+    }
 }
 
 /// CPU time of this process (all threads), from /proc: utime + stime in clock ticks.
@@ -197,6 +209,28 @@ async fn db_used_bytes(path: &std::path::Path) -> u64 {
     };
     let pages = pragma("page_count").await - pragma("freelist_count").await;
     (pages * pragma("page_size").await) as u64
+}
+
+/// Bytes of used pages per table, its indexes counted with it (SQLite's `dbstat`): where the
+/// bytes of a change go.
+async fn db_bytes_by_table(path: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    use sqlx::{ConnectOptions, Row};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .expect("open the bench database");
+    sqlx::query(
+        "SELECT coalesce(m.tbl_name, d.name) AS t, SUM(d.pgsize) AS bytes \
+         FROM dbstat d LEFT JOIN sqlite_schema m ON m.name = d.name GROUP BY t",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("dbstat")
+    .iter()
+    .map(|r| (r.get::<String, _>("t"), r.get::<i64, _>("bytes") as u64))
+    .collect()
 }
 
 fn cycles_for(n: usize) -> usize {
@@ -327,6 +361,7 @@ async fn run_cycles(
     let _ = reqwest::get(format!("http://{sink}/reset")).await;
 
     let bytes_before = db_used_bytes(&db).await;
+    let tables_before = db_bytes_by_table(&db).await;
     let cpu_before = cpu_seconds();
     let mut walls = Vec::new();
     for _ in 0..cycles {
@@ -342,6 +377,7 @@ async fn run_cycles(
     delivery.stop(std::time::Duration::from_secs(5)).await;
 
     let bytes_after = db_used_bytes(&db).await;
+    let tables_after = db_bytes_by_table(&db).await;
     app.store.close().await;
     let polls = n * cycles;
     let changes = changed * cycles;
@@ -377,6 +413,16 @@ async fn run_cycles(
         warmup_peak_rss_mb,
         db_bytes_per_unchanged_poll: (changes == 0).then(|| grown / polls as f64),
         db_bytes_per_change: (changes > 0).then(|| grown / changes as f64),
+        db_bytes_per_change_by_table: (changes > 0).then(|| {
+            tables_after
+                .iter()
+                .map(|(t, after)| {
+                    let before = tables_before.get(t).copied().unwrap_or(0);
+                    (t.clone(), (*after as f64 - before as f64) / changes as f64)
+                })
+                .filter(|(_, b)| *b != 0.0)
+                .collect()
+        }),
         latency_ms_p50: pct(0.5),
         latency_ms_p99: pct(0.99),
         deliveries,

@@ -16,6 +16,7 @@
 //! `retention`.
 
 mod chain;
+mod delta;
 mod ledger;
 mod query;
 mod retention;
@@ -569,6 +570,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            if let Some(previous) = state.as_ref().map(|r| r.get::<i64, _>("snapshot_id")) {
+                store_as_delta(&mut tx, previous, id, &content, w.raw_body).await?;
+            }
             id
         };
 
@@ -839,6 +843,44 @@ fn due_from_row(row: sqlx::sqlite::SqliteRow) -> Result<DueDelivery, StoreError>
         attempts: row.get("attempts"),
         event,
     })
+}
+
+/// Rewrite the snapshot `older` (until now its watch's newest, stored whole) as reverse deltas
+/// against `newer`'s texts, which were just stored whole beside it. Each text that would not
+/// shrink stays whole. Runs in the poll's transaction: the change and the rewrite land together.
+async fn store_as_delta(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    older: i64,
+    newer: i64,
+    newer_content: &str,
+    newer_raw_body: &str,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "SELECT content, raw_body FROM snapshots WHERE id = ? AND delta_base IS NULL \
+         AND typeof(content) = 'text' AND typeof(raw_body) = 'text'",
+    )
+    .bind(older)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let (content, raw_body): (String, String) = (row.get("content"), row.get("raw_body"));
+    let content_delta = delta::encode(&content, newer_content);
+    let raw_delta = delta::encode(&raw_body, newer_raw_body);
+    if content_delta.is_none() && raw_delta.is_none() {
+        return Ok(());
+    }
+    let mut update =
+        sqlx::query("UPDATE snapshots SET content = ?, raw_body = ?, delta_base = ? WHERE id = ?");
+    update = match content_delta {
+        Some(d) => update.bind(d),
+        None => update.bind(content),
+    };
+    update = match raw_delta {
+        Some(d) => update.bind(d),
+        None => update.bind(raw_body),
+    };
+    update.bind(newer).bind(older).execute(&mut **tx).await?;
+    Ok(())
 }
 
 #[cfg(test)]

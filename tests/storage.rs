@@ -460,3 +460,162 @@ async fn a_file_without_auto_vacuum_is_converted_once_at_open() {
     Store::open(&path).await.unwrap().close().await;
     assert_eq!(mode(path.clone(), false).await, 2, "converted at open");
 }
+
+/// The snapshot rows of `orders-db` as stored: (id, typeof content, typeof raw_body,
+/// delta_base, stored bytes).
+async fn stored_forms(path: &Path) -> Vec<(i64, String, String, Option<i64>, i64)> {
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let rows = sqlx::query(
+        "SELECT id, typeof(content) AS c, typeof(raw_body) AS r, delta_base, \
+         length(CAST(content AS BLOB)) + length(CAST(raw_body AS BLOB)) AS n \
+         FROM snapshots WHERE watch = 'orders-db' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.get("id"),
+            r.get("c"),
+            r.get("r"),
+            r.get("delta_base"),
+            r.get("n"),
+        )
+    })
+    .collect();
+    conn.close().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn older_snapshots_are_stored_as_differences_and_read_back_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("deltas.db");
+    let store = Store::open(&path).await.unwrap();
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let start = 1_764_720_000_000i64;
+    // A pre-check that fails, then runs again: four distinct answers.
+    let bodies: Vec<String> = ["01", "02", "04", "01"]
+        .iter()
+        .zip(1..)
+        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
+        .collect();
+    for (i, body) in bodies.iter().enumerate() {
+        real_poll(&store, &target, start + i as i64 * DAY, body).await;
+    }
+
+    // The newest is whole; each older one is a difference from the one that replaced it.
+    let forms = stored_forms(&path).await;
+    println!("stored forms (id, content, raw_body, delta_base, bytes): {forms:?}");
+    assert_eq!(forms.len(), 4);
+    for pair in forms.windows(2) {
+        let (older, newer) = (&pair[0], &pair[1]);
+        assert_eq!(
+            (older.1.as_str(), older.2.as_str()),
+            ("blob", "blob"),
+            "{forms:?}"
+        );
+        assert_eq!(older.3, Some(newer.0), "{forms:?}");
+    }
+    let newest = forms.last().unwrap();
+    assert_eq!(
+        (newest.1.as_str(), newest.2.as_str(), newest.3),
+        ("text", "text", None)
+    );
+    // Both texts of an older row weigh about what changed: a fraction of the answer for a
+    // progress step (01 -> 02 -> 04 are steps; 04 -> 01 rewrites every item and its error).
+    for (i, (form, body)) in forms.iter().zip(&bodies).take(3).enumerate() {
+        let share = if i < 2 { 4 } else { 1 };
+        assert!(
+            form.4 * share < body.len() as i64,
+            "a difference of {} bytes for a {}-byte answer",
+            form.4,
+            body.len()
+        );
+    }
+
+    // Every reader gets the exact texts back: the listing, a limited listing, one by id.
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed.len(), 4);
+    for (row, body) in listed.iter().rev().zip(&bodies) {
+        assert_eq!(&row.raw_body, body, "the exact response body");
+        assert_eq!(row.snapshot, parse(body));
+        assert_eq!(row.content_hash, parse(body).content_hash());
+    }
+    let two = store.snapshots("orders-db", 2).await.unwrap();
+    assert_eq!(
+        two.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [forms[3].0, forms[2].0]
+    );
+    assert_eq!(two[1].raw_body, bodies[2]);
+    for (form, body) in forms.iter().zip(&bodies) {
+        assert_eq!(
+            store.snapshot_content(form.0).await.unwrap(),
+            Some(parse(body)),
+            "snapshot {}",
+            form.0
+        );
+    }
+
+    // Retention deletes the oldest; the rest still read back, the chain just got shorter.
+    let policy = RetentionPolicy {
+        retention: Some(Duration::from_secs(DAY as u64 / 1000)),
+        event_retention: None,
+    };
+    let now = start + 2 * DAY + DAY / 2;
+    let report = store.prune(&policy, now).await.unwrap();
+    assert_eq!(report.snapshots, 2, "{report:?}");
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].raw_body, bodies[2]);
+    assert_eq!(
+        store.snapshot_content(forms[2].0).await.unwrap(),
+        Some(parse(&bodies[2]))
+    );
+    assert_eq!(store.snapshot_content(forms[0].0).await.unwrap(), None);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retention_keeps_a_snapshot_an_older_kept_one_is_stored_against() {
+    // A clock that went back: the older answer was last seen after its successor, so the
+    // successor is older by `last_seen_at` though the older answer is stored against it.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("skew.db");
+    let store = Store::open(&path).await.unwrap();
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let start = 1_764_720_000_000i64;
+    let bodies: Vec<String> = ["01", "02", "04"]
+        .iter()
+        .zip(1..)
+        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
+        .collect();
+    real_poll(&store, &target, start + 10 * DAY, &bodies[0]).await;
+    real_poll(&store, &target, start, &bodies[1]).await;
+    real_poll(&store, &target, start + 20 * DAY, &bodies[2]).await;
+    let forms = stored_forms(&path).await;
+    assert_eq!(forms[0].3, Some(forms[1].0), "{forms:?}");
+
+    // Cutoff between: the second answer is old, the first is not and needs the second.
+    let policy = RetentionPolicy {
+        retention: Some(Duration::from_secs(DAY as u64 / 1000)),
+        event_retention: None,
+    };
+    let report = store.prune(&policy, start + 5 * DAY).await.unwrap();
+    assert_eq!(report.snapshots, 0, "{report:?}");
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[2].raw_body, bodies[0]);
+
+    // Once the first is old too, both go in one pass.
+    let report = store.prune(&policy, start + 15 * DAY).await.unwrap();
+    assert_eq!(report.snapshots, 2, "{report:?}");
+    assert_eq!(store.snapshots("orders-db", 10).await.unwrap().len(), 1);
+    store.close().await;
+}

@@ -24,10 +24,10 @@
 
 use base64::Engine;
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, TypeInfo, ValueRef};
 
-use super::{DeliverySummary, HistoryEntry, Store, StoreError};
+use super::{DeliverySummary, HistoryEntry, Store, StoreError, delta};
 use crate::audit::expand_kinds;
 use crate::event::Event;
 use crate::snapshot::{Snapshot, Target};
@@ -300,6 +300,26 @@ fn corrupt(table: &'static str, id: i64, e: impl std::fmt::Display) -> StoreErro
     }
 }
 
+/// A snapshot row's texts as stored: TEXT whole, BLOB a difference from `delta_base`'s.
+fn stored_row(r: &SqliteRow) -> Result<delta::StoredRow, StoreError> {
+    let id: i64 = r.get("id");
+    let column = |name: &str| -> Result<delta::Stored, StoreError> {
+        let value = r.try_get_raw(name)?;
+        if value.type_info().name() == "BLOB" {
+            Ok(delta::Stored::Delta(r.try_get::<Vec<u8>, _>(name)?))
+        } else {
+            Ok(delta::Stored::Whole(r.try_get::<String, _>(name)?))
+        }
+    };
+    Ok(delta::StoredRow {
+        id,
+        delta_base: r.get("delta_base"),
+        content_hash: r.get("content_hash"),
+        content: column("content")?,
+        raw_body: column("raw_body")?,
+    })
+}
+
 impl Store {
     /// One page of events matching `filter`, newest first, each with its deliveries.
     pub async fn events_page(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
@@ -507,26 +527,33 @@ impl Store {
         Ok(DeliveryPage { rows, next_before })
     }
 
-    /// Stored snapshots of a watch, newest first.
+    /// Stored snapshots of a watch, newest first. Older snapshots are stored as differences
+    /// from the ones that replaced them (`delta`); they are rebuilt here, newest first, so
+    /// every row this lists has its base in the same listing.
     pub async fn snapshots(&self, watch: &str, limit: i64) -> Result<Vec<SnapshotRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, content_hash, content, raw_body, request_id, first_seen_at, last_seen_at, \
-             seen_count FROM snapshots WHERE watch = ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, content_hash, content, raw_body, delta_base, request_id, first_seen_at, \
+             last_seen_at, seen_count FROM snapshots WHERE watch = ? ORDER BY id DESC LIMIT ?",
         )
         .bind(watch)
         .bind(limit.clamp(0, UNBOUNDED))
         .fetch_all(self.reader())
         .await?;
+        let stored = rows.iter().map(stored_row).collect::<Result<Vec<_>, _>>()?;
+        let mut texts = delta::rebuild(stored);
         rows.iter()
             .map(|r| {
                 let id: i64 = r.get("id");
-                let content: String = r.get("content");
+                let rebuilt = texts
+                    .remove(&id)
+                    .expect("every listed row is rebuilt")
+                    .map_err(|e| corrupt("snapshots", id, e))?;
                 Ok(SnapshotRow {
                     id,
                     content_hash: r.get("content_hash"),
-                    snapshot: serde_json::from_str(&content)
+                    snapshot: serde_json::from_str(&rebuilt.content)
                         .map_err(|e| corrupt("snapshots", id, e))?,
-                    raw_body: r.get("raw_body"),
+                    raw_body: rebuilt.raw_body,
                     request_id: r.get("request_id"),
                     first_seen_at_ms: r.get("first_seen_at"),
                     last_seen_at_ms: r.get("last_seen_at"),
@@ -536,16 +563,30 @@ impl Store {
             .collect()
     }
 
-    /// The snapshot with this id, if still stored.
+    /// The snapshot with this id, if still stored: the row and the newer ones its differences
+    /// lead to, up to the first stored whole (its watch's newest at most).
     pub async fn snapshot_content(&self, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        let content: Option<String> =
-            sqlx::query_scalar("SELECT content FROM snapshots WHERE id = ?")
-                .bind(id)
-                .fetch_optional(self.reader())
-                .await?;
-        content
-            .map(|c| serde_json::from_str(&c).map_err(|e| corrupt("snapshots", id, e)))
-            .transpose()
+        let rows = sqlx::query(
+            "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
+               SELECT s.delta_base FROM snapshots s JOIN chain c ON s.id = c.id \
+               WHERE s.delta_base IS NOT NULL) \
+             SELECT s.id, s.content_hash, s.content, s.raw_body, s.delta_base \
+             FROM chain c JOIN snapshots s ON s.id = c.id",
+        )
+        .bind(id)
+        .fetch_all(self.reader())
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let stored = rows.iter().map(stored_row).collect::<Result<Vec<_>, _>>()?;
+        let rebuilt = delta::rebuild(stored)
+            .remove(&id)
+            .expect("the asked-for row is rebuilt")
+            .map_err(|e| corrupt("snapshots", id, e))?;
+        serde_json::from_str(&rebuilt.content)
+            .map(Some)
+            .map_err(|e| corrupt("snapshots", id, e))
     }
 
     /// The snapshot an event was stored with, if it is still kept.

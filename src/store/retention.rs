@@ -123,7 +123,7 @@ impl Store {
             let ids: Vec<i64> = sqlx::query_scalar(
                 "SELECT id FROM snapshots INDEXED BY snapshots_by_last_seen WHERE last_seen_at < ? \
                  AND NOT EXISTS (SELECT 1 FROM watch_state ws WHERE ws.snapshot_id = snapshots.id) \
-                 ORDER BY last_seen_at LIMIT ?",
+                 ORDER BY last_seen_at, id LIMIT ?",
             )
             .bind(cutoff)
             .bind(BATCH)
@@ -134,8 +134,22 @@ impl Store {
             }
             let json = serde_json::to_string(&ids).expect("ids serialise");
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            // Older snapshots are stored as differences from newer ones (`delta`). A row that
+            // a row staying behind still needs is kept: that happens only if the clock went
+            // back between two answers; the older one goes first and this one with a later
+            // pass. Computed once, in the transaction, for both the unlinking and the delete.
+            let doomed: Vec<i64> = sqlx::query_scalar(
+                "SELECT b.value FROM json_each(?1) b WHERE NOT EXISTS (SELECT 1 FROM snapshots d \
+                 WHERE d.delta_base = b.value \
+                 AND d.id NOT IN (SELECT value FROM json_each(?1)))",
+            )
+            .bind(&json)
+            .fetch_all(&mut *tx)
+            .await?;
+            let json = serde_json::to_string(&doomed).expect("ids serialise");
             // Events keep everything they say in their payload; only the link to the raw
             // answer goes (`snapshot_id` is not part of the hash chain).
+            let mut deleted = 0;
             for sql in [
                 "UPDATE events SET snapshot_id = NULL WHERE snapshot_id IN \
                  (SELECT value FROM json_each(?1))",
@@ -144,10 +158,18 @@ impl Store {
                 "DELETE FROM snapshots WHERE id IN (SELECT value FROM json_each(?1)) \
                  AND NOT EXISTS (SELECT 1 FROM watch_state ws WHERE ws.snapshot_id = snapshots.id)",
             ] {
-                sqlx::query(sql).bind(&json).execute(&mut *tx).await?;
+                deleted = sqlx::query(sql)
+                    .bind(&json)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
             tx.commit().await?;
-            total += ids.len() as u64;
+            total += deleted;
+            if deleted == 0 {
+                // Only rows held back for a later pass: nothing more to do now.
+                return Ok((total, true));
+            }
             if (ids.len() as i64) < BATCH {
                 return Ok((total, true));
             }
