@@ -90,7 +90,7 @@ pub enum Command {
     Demo,
     /// Serve the DBS double for trying a real config and templates locally
     Simulate {
-        /// Address to listen on
+        /// Address to listen on, host:port; point `[aliyun] endpoint` at http://<this>
         #[arg(long, default_value = "127.0.0.1:18080")]
         listen: String,
         /// Scenario file (JSON); the built-in demo scenario when omitted
@@ -397,8 +397,7 @@ async fn run_command(cli: Cli) -> ExitCode {
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|e| {
-        eprint!("error: {e}");
-        eprintln!("Fix the file and run `dbswatch check-config` to confirm.");
+        eprint!("error: {e}{}", e.next_step());
         ExitCode::from(2)
     })
 }
@@ -680,7 +679,11 @@ async fn simulate_cmd(listen: String, scenario: Option<PathBuf>) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(listen.as_str()).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
+            eprintln!(
+                "error: cannot listen on {listen}: {e}\n\
+                 Give --listen as host:port, e.g. 127.0.0.1:18080 (the default), and a port \
+                 nothing else uses."
+            );
             return ExitCode::from(1);
         }
     };

@@ -389,13 +389,7 @@ pub fn database_path(path: &Path) -> Result<PathBuf, ConfigError> {
 /// auditor can read the history with the config file but without the secrets its `${VAR}`s
 /// refer to.
 pub fn load_for_reading(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        problems: vec![ConfigProblem {
-            location: path.display().to_string(),
-            path: String::new(),
-            message: format!("cannot read the config file: {e}"),
-        }],
-    })?;
+    let text = read_config_text(path)?;
     let Ok(mut table) = text.parse::<Table>() else {
         // Let the full parser report the syntax error with its line.
         return parse(&text, path, &|name| std::env::var(name).ok());
@@ -417,20 +411,39 @@ pub fn load_for_reading(path: &Path) -> Result<Config, ConfigError> {
 
 /// Read and validate a config file, with `${VAR}` taken from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read_config_text(path)?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// The file's text, or a problem that says what to do: a missing file is the usual first-run
+/// mistake (wrong directory, no `-c`), so it says where a config comes from.
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         problems: vec![ConfigProblem {
             location: path.display().to_string(),
             path: String::new(),
             message: if e.kind() == std::io::ErrorKind::NotFound {
-                "file not found: create it (README.md has a complete example) or point -c / \
-                 DBSWATCH_CONFIG at your config"
-                    .to_string()
+                MISSING_FILE.to_string()
             } else {
                 format!("cannot read the file: {e}")
             },
         }],
-    })?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    })
+}
+
+const MISSING_FILE: &str = "file not found: create it (README.md has a complete example) or \
+                            point -c / DBSWATCH_CONFIG at your config";
+
+impl ConfigError {
+    /// What to do after reading the problems: fix the file, or (when there is no file) the
+    /// problem itself already says.
+    pub fn next_step(&self) -> &'static str {
+        if self.problems.iter().any(|p| p.message == MISSING_FILE) {
+            ""
+        } else {
+            "Fix the file and run `dbswatch check-config` to confirm.\n"
+        }
+    }
 }
 
 /// Parse and validate config text. `env` looks variables up (injected for tests).

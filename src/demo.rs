@@ -269,6 +269,10 @@ async fn tour() -> Result<()> {
         "  watches:  orders-db (pre-check that fails), billing-db (pre-check that passes), \
          restore-drill (restore that completes)"
     );
+    println!(
+        "  clock:    simulated, 30 s per poll cycle (times shown are that clock's; the tour \
+         itself takes about a second)"
+    );
 
     println!();
     println!("─── the config file it runs with ───");

@@ -180,3 +180,33 @@ fn the_demo_runs_the_whole_pipeline_offline() {
     assert!(!stdout.contains("INVALID"), "{stdout}");
     assert!(stdout.contains("Demo finished"), "{stdout}");
 }
+
+#[test]
+fn a_missing_config_says_where_one_comes_from_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["history"][..],
+        &["poll"],
+        &["check-config"],
+        &["snapshots", "orders-db"],
+    ] {
+        let out = dbswatch(args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("file not found"), "{args:?}: {err}");
+        assert!(err.contains("DBSWATCH_CONFIG"), "{args:?}: {err}");
+        assert!(
+            !err.contains("Fix the file"),
+            "no file to fix: {args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn simulate_with_a_bad_listen_address_says_the_form_it_wants() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dbswatch(&["simulate", "--listen", "localhost"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("host:port"), "{err}");
+}

@@ -39,8 +39,7 @@ async fn open(path: &Path) -> Result<(Config, Store), ExitCode> {
 async fn open_with(path: &Path, writable: bool) -> Result<(Config, Store), ExitCode> {
     // Reading history needs only the database: no secrets, no receiver URLs.
     let config = config::load_for_reading(path).map_err(|e| {
-        eprint!("error: {e}");
-        eprintln!("Fix the file and run `dbswatch check-config` to confirm.");
+        eprint!("error: {e}{}", e.next_step());
         ExitCode::from(2)
     })?;
     if !config.storage.database.exists() {
