@@ -539,20 +539,30 @@ impl Store {
             id
         } else {
             let content = w.snapshot.canonical_json();
+            // The answer this one replaces (for this watch, whatever its target) is still
+            // stored only in `watch_state`: turn it into a difference from this one first.
+            let previous: Option<i64> =
+                sqlx::query_scalar("SELECT snapshot_id FROM watch_state WHERE watch = ?")
+                    .bind(w.watch)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            // Empty texts: this answer's own are in `watch_state` and `current_bodies`
+            // (migration 6).
             let id = sqlx::query(
                 "INSERT INTO snapshots (watch, content_hash, content, raw_body, request_id, \
-                 first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 first_seen_at, last_seen_at) VALUES (?, ?, '', '', ?, ?, ?)",
             )
             .bind(w.watch)
             .bind(&hash)
-            .bind(&content)
-            .bind(w.raw_body)
             .bind(w.request_id)
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
             .await?
             .last_insert_rowid();
+            if let Some(previous) = previous {
+                store_as_delta(&mut tx, previous, id, &content, w.raw_body).await?;
+            }
             sqlx::query(
                 "INSERT INTO watch_state (watch, target_type, target_id, snapshot_id, content_hash, \
                  content, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -570,9 +580,16 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if let Some(previous) = state.as_ref().map(|r| r.get::<i64, _>("snapshot_id")) {
-                store_as_delta(&mut tx, previous, id, &content, w.raw_body).await?;
-            }
+            sqlx::query(
+                "INSERT INTO current_bodies (watch, snapshot_id, raw_body) VALUES (?, ?, ?) \
+                 ON CONFLICT(watch) DO UPDATE SET snapshot_id = excluded.snapshot_id, \
+                 raw_body = excluded.raw_body",
+            )
+            .bind(w.watch)
+            .bind(id)
+            .bind(w.raw_body)
+            .execute(&mut *tx)
+            .await?;
             id
         };
 
@@ -845,9 +862,11 @@ fn due_from_row(row: sqlx::sqlite::SqliteRow) -> Result<DueDelivery, StoreError>
     })
 }
 
-/// Rewrite the snapshot `older` (until now its watch's newest, stored whole) as reverse deltas
-/// against `newer`'s texts, which were just stored whole beside it. Each text that would not
-/// shrink stays whole. Runs in the poll's transaction: the change and the rewrite land together.
+/// Store the texts of snapshot `older`, until now its watch's current answer, as reverse
+/// deltas against `newer`'s (each kept whole when a delta would not be smaller). Its texts come
+/// from `watch_state` and `current_bodies` (a current answer's row holds empty texts) or, for a
+/// row written before migration 6, from the row itself. Runs in the poll's transaction, before `watch_state` is
+/// overwritten: the change and the rewrite land together or not at all.
 async fn store_as_delta(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     older: i64,
@@ -856,19 +875,32 @@ async fn store_as_delta(
     newer_raw_body: &str,
 ) -> Result<(), StoreError> {
     let row = sqlx::query(
-        "SELECT content, raw_body FROM snapshots WHERE id = ? AND delta_base IS NULL \
-         AND typeof(content) = 'text' AND typeof(raw_body) = 'text'",
+        "SELECT s.content AS content, s.raw_body AS raw_body, ws.content AS ws_content, \
+         cb.raw_body AS ws_raw_body FROM snapshots s \
+         LEFT JOIN watch_state ws ON ws.snapshot_id = s.id \
+         LEFT JOIN current_bodies cb ON cb.watch = s.watch AND cb.snapshot_id = s.id \
+         WHERE s.id = ? AND s.delta_base IS NULL \
+         AND typeof(s.content) = 'text' AND typeof(s.raw_body) = 'text'",
     )
     .bind(older)
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else { return Ok(()) };
-    let (content, raw_body): (String, String) = (row.get("content"), row.get("raw_body"));
+    let (own_content, own_raw_body): (String, String) = (row.get("content"), row.get("raw_body"));
+    let held_in_state = own_content.is_empty();
+    let (content, raw_body) = if held_in_state {
+        let content: Option<String> = row.get("ws_content");
+        let raw_body: Option<String> = row.get("ws_raw_body");
+        (content.unwrap_or_default(), raw_body.unwrap_or_default())
+    } else {
+        (own_content, own_raw_body)
+    };
     let content_delta = delta::encode(&content, newer_content);
     let raw_delta = delta::encode(&raw_body, newer_raw_body);
-    if content_delta.is_none() && raw_delta.is_none() {
-        return Ok(());
+    if content_delta.is_none() && raw_delta.is_none() && !held_in_state {
+        return Ok(()); // whole already, and nothing smaller to put there
     }
+    let delta_base = (content_delta.is_some() || raw_delta.is_some()).then_some(newer);
     let mut update =
         sqlx::query("UPDATE snapshots SET content = ?, raw_body = ?, delta_base = ? WHERE id = ?");
     update = match content_delta {
@@ -879,7 +911,11 @@ async fn store_as_delta(
         Some(d) => update.bind(d),
         None => update.bind(raw_body),
     };
-    update.bind(newer).bind(older).execute(&mut **tx).await?;
+    update
+        .bind(delta_base)
+        .bind(older)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -619,3 +619,108 @@ async fn retention_keeps_a_snapshot_an_older_kept_one_is_stored_against() {
     assert_eq!(store.snapshots("orders-db", 10).await.unwrap().len(), 1);
     store.close().await;
 }
+
+/// Record one answer for `watch` against `target`, diffing against its baseline.
+async fn poll_body(store: &Store, watch: &str, target: &Target, at: i64, body: &str) {
+    let snapshot = parse(body);
+    let baseline = store.baseline(watch, target).await.unwrap();
+    let mut uid = || uuid::Uuid::new_v4().to_string();
+    store
+        .record_poll(PollWrite {
+            watch,
+            target,
+            started_at: at - 100,
+            duration_ms: 100,
+            finished_at: at,
+            snapshot: &snapshot,
+            raw_body: body,
+            request_id: Some("R"),
+            expected_hash: baseline.as_ref().map(|b| b.content_hash.as_str()),
+            events: &[],
+            new_uid: &mut uid,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_watch_moved_to_another_plan_keeps_its_old_answer_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("moved.db");
+    let store = Store::open(&path).await.unwrap();
+    let first = with_request_id(&fixture("precheck-fails/02.json"), 1);
+    let second = with_request_id(&fixture("restore-completes/01.json"), 2);
+    let at = 1_764_720_000_000i64;
+    poll_body(
+        &store,
+        "orders-db",
+        &Target::BackupPlan("a".into()),
+        at,
+        &first,
+    )
+    .await;
+    poll_body(
+        &store,
+        "orders-db",
+        &Target::BackupPlan("b".into()),
+        at + 1,
+        &second,
+    )
+    .await;
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].raw_body, second);
+    assert_eq!(listed[1].raw_body, first, "the old plan's last answer");
+    assert_eq!(listed[1].snapshot, parse(&first));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_snapshot_stored_whole_by_an_older_version_becomes_a_difference_at_the_next_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("legacy.db");
+    let store = Store::open(&path).await.unwrap();
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let bodies: Vec<String> = ["01", "02"]
+        .iter()
+        .zip(1..)
+        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
+        .collect();
+    let at = 1_764_720_000_000i64;
+    poll_body(&store, "orders-db", &target, at, &bodies[0]).await;
+    // What a database written before migration 6 holds: the texts in the snapshot row, no
+    // `current_bodies` row.
+    {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE snapshots SET content = (SELECT content FROM watch_state), raw_body = ?",
+        )
+        .bind(&bodies[0])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("DELETE FROM current_bodies")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    assert_eq!(
+        store.snapshots("orders-db", 1).await.unwrap()[0].raw_body,
+        bodies[0]
+    );
+
+    poll_body(&store, "orders-db", &target, at + 1, &bodies[1]).await;
+    let forms = stored_forms(&path).await;
+    assert_eq!(forms[0].1, "blob", "{forms:?}");
+    assert_eq!(forms[0].3, Some(forms[1].0), "{forms:?}");
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed[0].raw_body, bodies[1]);
+    assert_eq!(listed[1].raw_body, bodies[0]);
+    assert_eq!(listed[1].snapshot, parse(&bodies[0]));
+    store.close().await;
+}

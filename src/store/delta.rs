@@ -2,10 +2,11 @@
 //!
 //! A watch's answers differ from one change to the next by a few fields (a progress figure, one
 //! item's state), so storing every distinct answer whole grows the database by the full response
-//! at each change. Instead, the newest snapshot of a watch is stored whole and each older one as
-//! a *reverse delta*: the bytes needed to rebuild it from the snapshot that replaced it. Reverse,
-//! not forward, because reads go newest first (`snapshots`, the API) and retention deletes
-//! oldest first: no row is ever needed to rebuild a newer one, so pruning can never strand one.
+//! at each change. Instead, a watch's current answer is stored whole once (`watch_state`,
+//! `current_bodies`) and each older one as a *reverse delta*: the bytes needed to rebuild it
+//! from the snapshot that replaced it. Reverse, not forward, because reads go newest first
+//! (`snapshots`, the API) and retention deletes oldest first: no row is ever needed to rebuild
+//! a newer one, so pruning can never strand one.
 //!
 //! The delta is an LZ4 block of the older text compressed with the newer text as its external
 //! dictionary (the size prepended): unchanged runs become back-references into the newer text,

@@ -300,6 +300,20 @@ fn corrupt(table: &'static str, id: i64, e: impl std::fmt::Display) -> StoreErro
     }
 }
 
+/// A snapshot's two texts, with `s` the snapshot row and `ws` its watch's `watch_state` row
+/// when it is the current answer: a current answer's row holds empty texts and the whole ones
+/// are in `watch_state` and `current_bodies` (migration 6).
+macro_rules! snapshot_texts {
+    () => {
+        "CASE WHEN s.content = '' AND ws.snapshot_id IS NOT NULL THEN ws.content \
+         ELSE s.content END AS content, \
+         CASE WHEN s.content = '' AND ws.snapshot_id IS NOT NULL \
+         THEN coalesce((SELECT cb.raw_body FROM current_bodies cb \
+               WHERE cb.watch = s.watch AND cb.snapshot_id = s.id), '') \
+         ELSE s.raw_body END AS raw_body"
+    };
+}
+
 /// A snapshot row's texts as stored: TEXT whole, BLOB a difference from `delta_base`'s.
 fn stored_row(r: &SqliteRow) -> Result<delta::StoredRow, StoreError> {
     let id: i64 = r.get("id");
@@ -531,10 +545,13 @@ impl Store {
     /// from the ones that replaced them (`delta`); they are rebuilt here, newest first, so
     /// every row this lists has its base in the same listing.
     pub async fn snapshots(&self, watch: &str, limit: i64) -> Result<Vec<SnapshotRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, content_hash, content, raw_body, delta_base, request_id, first_seen_at, \
-             last_seen_at, seen_count FROM snapshots WHERE watch = ? ORDER BY id DESC LIMIT ?",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT s.id, s.content_hash, ",
+            snapshot_texts!(),
+            ", s.delta_base, s.request_id, s.first_seen_at, s.last_seen_at, s.seen_count \
+             FROM snapshots s LEFT JOIN watch_state ws ON ws.snapshot_id = s.id \
+             WHERE s.watch = ? ORDER BY s.id DESC LIMIT ?"
+        ))
         .bind(watch)
         .bind(limit.clamp(0, UNBOUNDED))
         .fetch_all(self.reader())
@@ -566,13 +583,15 @@ impl Store {
     /// The snapshot with this id, if still stored: the row and the newer ones its differences
     /// lead to, up to the first stored whole (its watch's newest at most).
     pub async fn snapshot_content(&self, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
                SELECT s.delta_base FROM snapshots s JOIN chain c ON s.id = c.id \
                WHERE s.delta_base IS NOT NULL) \
-             SELECT s.id, s.content_hash, s.content, s.raw_body, s.delta_base \
-             FROM chain c JOIN snapshots s ON s.id = c.id",
-        )
+             SELECT s.id, s.content_hash, ",
+            snapshot_texts!(),
+            ", s.delta_base FROM chain c JOIN snapshots s ON s.id = c.id \
+             LEFT JOIN watch_state ws ON ws.snapshot_id = s.id"
+        ))
         .bind(id)
         .fetch_all(self.reader())
         .await?;
