@@ -724,3 +724,68 @@ async fn a_snapshot_stored_whole_by_an_older_version_becomes_a_difference_at_the
     assert_eq!(listed[1].snapshot, parse(&bodies[0]));
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_tampered_difference_is_reported_never_a_hang_or_a_wrong_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tampered.db");
+    let store = Store::open(&path).await.unwrap();
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let at = 1_764_720_000_000i64;
+    for (i, f) in ["01", "02", "04"].iter().enumerate() {
+        let body = with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i as u64);
+        poll_body(&store, "orders-db", &target, at + i as i64, &body).await;
+    }
+    let forms = stored_forms(&path).await;
+    let (oldest, middle) = (forms[0].0, forms[1].0);
+    let tamper = async |sql: &str| {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    };
+
+    // A loop in the chain: the walk ends, the row says its base is missing.
+    tamper(&format!(
+        "UPDATE snapshots SET delta_base = {middle} WHERE id = {middle}"
+    ))
+    .await;
+    let err = store
+        .snapshot_content(oldest)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("snapshot {middle}")), "{err}");
+    let err = store
+        .snapshots("orders-db", 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("corrupt row in snapshots"), "{err}");
+
+    // Bytes flipped inside a difference: an error, or caught by the content hash.
+    tamper(&format!(
+        "UPDATE snapshots SET delta_base = {} WHERE id = {middle}",
+        forms[2].0
+    ))
+    .await;
+    assert!(store.snapshot_content(oldest).await.is_ok());
+    tamper(&format!(
+        "UPDATE snapshots SET content = CAST(substr(content, 1, 10) || x'00ff00ff' || \
+         substr(content, 15) AS BLOB) WHERE id = {oldest}"
+    ))
+    .await;
+    let err = store
+        .snapshot_content(oldest)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("id {oldest}")), "{err}");
+    store.close().await;
+}

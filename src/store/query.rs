@@ -584,7 +584,9 @@ impl Store {
     /// lead to, up to the first stored whole (its watch's newest at most).
     pub async fn snapshot_content(&self, id: i64) -> Result<Option<Snapshot>, StoreError> {
         let rows = sqlx::query(concat!(
-            "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION ALL \
+            // UNION, not UNION ALL: a tampered `delta_base` that loops ends the walk instead
+            // of running forever (the row then reports its base as missing).
+            "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION \
                SELECT s.delta_base FROM snapshots s JOIN chain c ON s.id = c.id \
                WHERE s.delta_base IS NOT NULL) \
              SELECT s.id, s.content_hash, ",
