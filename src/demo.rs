@@ -271,7 +271,7 @@ async fn tour() -> Result<()> {
     );
     println!(
         "  clock:    simulated, 30 s per poll cycle (times shown are that clock's; the tour \
-         itself takes about a second)"
+         itself takes a few seconds)"
     );
 
     println!();

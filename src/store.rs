@@ -104,6 +104,10 @@ pub struct Store {
     /// sleep until there is something to send instead of re-reading the outbox on a timer.
     /// Shared by every clone; commits by other processes on the same file do not notify it.
     outbox_signal: Arc<Notify>,
+    /// Opened read-only on a file an older dbswatch wrote (before migration 6, which the
+    /// reader cannot apply): every snapshot row holds its texts whole and the tables for
+    /// differences do not exist yet, so snapshot reads use the old form.
+    whole_snapshots_only: bool,
 }
 
 /// How a successful poll was recorded.
@@ -360,12 +364,19 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
+        let whole_snapshots_only: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM sqlite_schema \
+             WHERE type = 'table' AND name = 'current_bodies')",
+        )
+        .fetch_one(&pool)
+        .await?;
         Ok(Store {
             pool,
             metrics: Arc::new(Metrics::default()),
             reader: None,
             ledger: Arc::default(),
             outbox_signal: Arc::new(Notify::new()),
+            whole_snapshots_only,
         })
     }
 
@@ -409,6 +420,7 @@ impl Store {
             metrics: Arc::new(Metrics::default()),
             ledger: Arc::default(),
             outbox_signal: Arc::new(Notify::new()),
+            whole_snapshots_only: false,
         };
         store.backfill_chain().await?;
         Ok(store)

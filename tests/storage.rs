@@ -763,11 +763,24 @@ async fn a_tampered_difference_is_reported_never_a_hang_or_a_wrong_answer() {
         .to_string();
     assert!(err.contains(&format!("snapshot {middle}")), "{err}");
     let err = store
-        .snapshots("orders-db", 10)
+        .snapshot_content(middle)
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("corrupt row in snapshots"), "{err}");
+    assert!(err.contains("not a newer snapshot"), "{err}");
+    // The listing shows every row; the ones that cannot be rebuilt say why.
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].unreadable, None, "the current answer reads");
+    assert!(
+        listed[1]
+            .unreadable
+            .as_deref()
+            .unwrap()
+            .contains("not a newer snapshot"),
+        "{listed:?}"
+    );
+    assert!(listed[2].unreadable.is_some(), "its base cannot be read");
 
     // Bytes flipped inside a difference: an error, or caught by the content hash.
     tamper(&format!(
@@ -787,5 +800,79 @@ async fn a_tampered_difference_is_reported_never_a_hang_or_a_wrong_answer() {
         .unwrap_err()
         .to_string();
     assert!(err.contains(&format!("id {oldest}")), "{err}");
+
+    // A raw body has no stored hash: the delta's own check catches a changed byte.
+    tamper(&format!(
+        "UPDATE snapshots SET raw_body = CAST(substr(raw_body, 1, 30) || 'X' || \
+         substr(raw_body, 32) AS BLOB) WHERE id = {middle}"
+    ))
+    .await;
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert!(listed[1].unreadable.is_some(), "{listed:?}");
+    // A current answer whose body row is gone says so instead of showing nothing.
+    tamper("DELETE FROM current_bodies").await;
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert!(
+        listed[0].unreadable.as_deref().unwrap().contains("missing"),
+        "{listed:?}"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_file_from_before_snapshot_differences_reads_read_only_and_upgrades_when_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("v5.db");
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let bodies: Vec<String> = ["01", "02"]
+        .iter()
+        .zip(1..)
+        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
+        .collect();
+    let at = 1_764_720_000_000i64;
+    {
+        let store = Store::open(&path).await.unwrap();
+        poll_body(&store, "orders-db", &target, at, &bodies[0]).await;
+        store.close().await;
+    }
+    // Take the file back to schema 5, as an older dbswatch left it: texts whole in the row.
+    {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        for sql in [
+            "UPDATE snapshots SET content = (SELECT content FROM watch_state), \
+             raw_body = (SELECT raw_body FROM current_bodies)",
+            "DROP TABLE current_bodies",
+            "DROP INDEX snapshots_by_delta_base",
+            "ALTER TABLE snapshots DROP COLUMN delta_base",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261204000006",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+
+    // An auditor with read access only: the old rows read as they are.
+    let reader = Store::open_read_only(&path).await.unwrap();
+    let listed = reader.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].raw_body, bodies[0]);
+    assert_eq!(listed[0].unreadable, None);
+    assert_eq!(
+        reader.snapshot_content(listed[0].id).await.unwrap(),
+        Some(parse(&bodies[0]))
+    );
+    reader.close().await;
+
+    // The next writer applies migration 6; the old row becomes a difference at the next change.
+    let store = Store::open(&path).await.unwrap();
+    poll_body(&store, "orders-db", &target, at + 1, &bodies[1]).await;
+    let listed = store.snapshots("orders-db", 10).await.unwrap();
+    assert_eq!(listed[0].raw_body, bodies[1]);
+    assert_eq!(listed[1].raw_body, bodies[0]);
+    assert_eq!(stored_forms(&path).await[0].1, "blob");
     store.close().await;
 }

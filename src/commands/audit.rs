@@ -267,12 +267,31 @@ pub async fn snapshots(
                 if raw {
                     v["raw_body"] = json!(r.raw_body);
                 }
+                if let Some(reason) = &r.unreadable {
+                    v["unreadable"] = json!(reason);
+                }
                 println!("{v}");
             }
         }
         _ => print!("{}", snapshots_text(watch, &rows, raw, tz)),
     }
-    ExitCode::SUCCESS
+    // Every readable row was listed; a damaged one still fails the command, so a script or a
+    // person notices.
+    let damaged: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.unreadable.as_ref().map(|why| format!("{} ({why})", r.id)))
+        .collect();
+    if damaged.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "error: {} snapshot(s) of `{watch}` cannot be read back: {}. The file was changed \
+         outside dbswatch or is damaged; `dbswatch verify` checks the event history, and a \
+         backup of the database file has the answers.",
+        damaged.len(),
+        damaged.join("; ")
+    );
+    ExitCode::from(1)
 }
 
 /// The snapshot listing for people; with `raw`, each exact response body follows its row.
@@ -299,16 +318,20 @@ pub fn snapshots_text(watch: &str, rows: &[SnapshotRow], raw: bool, tz: Tz) -> S
                 format_time(r.first_seen_at_ms, tz),
                 format_time(r.last_seen_at_ms, tz),
                 r.seen_count.to_string(),
-                format!(
-                    "{} {}",
-                    r.snapshot.status.as_deref().unwrap_or("?"),
-                    r.snapshot
-                        .progress
-                        .map(|p| format!("{p}%"))
-                        .unwrap_or_default()
-                )
-                .trim()
-                .to_string(),
+                if r.unreadable.is_some() {
+                    "UNREADABLE".to_string()
+                } else {
+                    format!(
+                        "{} {}",
+                        r.snapshot.status.as_deref().unwrap_or("?"),
+                        r.snapshot
+                            .progress
+                            .map(|p| format!("{p}%"))
+                            .unwrap_or_default()
+                    )
+                    .trim()
+                    .to_string()
+                },
                 item_summary(r),
                 r.content_hash.chars().take(12).collect(),
             ]
@@ -333,7 +356,12 @@ pub fn snapshots_text(watch: &str, rows: &[SnapshotRow], raw: bool, tz: Tz) -> S
     out.push_str(&fmt(&header));
     for (r, l) in rows.iter().zip(lines.iter()) {
         out.push_str(&fmt(l));
-        if raw {
+        if let Some(why) = &r.unreadable {
+            out.push_str(&format!(
+                "    snapshot {} cannot be read back: {why}\n",
+                r.id
+            ));
+        } else if raw {
             out.push_str(&format!(
                 "--- raw response of snapshot {} (RequestId {}) ---\n{}\n--- end ---\n",
                 r.id,

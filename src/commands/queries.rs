@@ -128,7 +128,15 @@ pub async fn timeline_of(
     }
     let range = ranges[ranges.len() - run].clone();
     let seed = match store.event_snapshot_id(seqs[range.start]).await? {
-        Some(id) => store.snapshot_content(id).await?,
+        // The answer before the run only fills in where each check started; a damaged one is
+        // treated like a pruned one rather than hiding the whole run.
+        Some(id) => match store.snapshot_content(id).await {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                tracing::warn!(snapshot = id, %reason, "the run's first answer cannot be read back");
+                None
+            }
+            other => other?,
+        },
         None => None,
     };
     Ok(timeline::build(

@@ -728,7 +728,8 @@ fn fresh_request_id() -> String {
 }
 
 /// The body with its `RequestId` replaced, like the real service gives every reply a new one.
-/// Key order and layout (compact or pretty) are kept; non-JSON bodies pass unchanged.
+/// Every other byte is kept (key order, indentation, line endings, trailing spaces): only the
+/// value's string literal is swapped in place. Non-JSON bodies pass unchanged.
 fn with_request_id(body: &str, request_id: &str) -> String {
     let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(body) else {
         return body.to_string();
@@ -736,6 +737,10 @@ fn with_request_id(body: &str, request_id: &str) -> String {
     let Some(slot) = obj.get_mut("RequestId") else {
         return body.to_string();
     };
+    if let Some(spliced) = splice_request_id(body, slot, request_id) {
+        return spliced;
+    }
+    // A layout the splice does not recognise (an escaped key, say): re-serialise instead.
     *slot = Value::String(request_id.to_string());
     let value = Value::Object(obj);
     let text = if body.contains('\n') {
@@ -744,6 +749,27 @@ fn with_request_id(body: &str, request_id: &str) -> String {
         serde_json::to_string(&value)
     };
     text.unwrap_or_else(|_| body.to_string())
+}
+
+/// `body` with the literal of the top-level `RequestId` value (`old`) replaced by `new`, found
+/// as the first `"RequestId"` key followed by exactly that literal; `None` when it is not there
+/// in that form.
+fn splice_request_id(body: &str, old: &Value, new: &str) -> Option<String> {
+    let old_literal = serde_json::to_string(old).ok()?;
+    let key = body.find("\"RequestId\"")?;
+    let after_key = &body[key + "\"RequestId\"".len()..];
+    let colon = after_key.trim_start().strip_prefix(':')?;
+    let value = colon.trim_start();
+    if !value.starts_with(&old_literal) {
+        return None;
+    }
+    let start = body.len() - value.len();
+    let new_literal = serde_json::to_string(new).ok()?;
+    Some(format!(
+        "{}{new_literal}{}",
+        &body[..start],
+        &body[start + old_literal.len()..]
+    ))
 }
 
 /// A gateway ("POP") error body, shaped like the captured ones.
@@ -816,6 +842,21 @@ mod tests {
         let original = super::super::fixtures::fixture("precheck-fails/04.json").unwrap();
         let replaced = with_request_id(original, "6E1F8A3C-2B7D-4C55-9A0E-3D4F5A6B7C04");
         assert_eq!(replaced.trim_end(), original.trim_end());
+    }
+
+    #[test]
+    fn every_byte_but_the_request_id_is_kept() {
+        let body = "{\r\n    \"RequestId\" :  \"OLD\",  \r\n    \"Items\": {\"RequestId\": \"x\"}\t\r\n}  ";
+        assert_eq!(
+            with_request_id(body, "NEW"),
+            body.replace("\"OLD\"", "\"NEW\"")
+        );
+        // A nested key first: the top-level value is not where the splice looks, so the
+        // body is re-serialised rather than the wrong value replaced.
+        let nested = r#"{"Items":{"RequestId":"inner"},"RequestId":"OLD"}"#;
+        let replaced: Value = serde_json::from_str(&with_request_id(nested, "NEW")).unwrap();
+        assert_eq!(replaced["RequestId"], "NEW");
+        assert_eq!(replaced["Items"]["RequestId"], "inner");
     }
 
     #[test]

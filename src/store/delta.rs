@@ -9,20 +9,27 @@
 //! a newer one, so pruning can never strand one.
 //!
 //! The delta is an LZ4 block of the older text compressed with the newer text as its external
-//! dictionary (the size prepended): unchanged runs become back-references into the newer text,
-//! so the delta weighs about what changed plus a few bytes per run. Pure functions over bytes;
-//! the store decides when to use them.
+//! dictionary: unchanged runs become back-references into the newer text, so the delta weighs
+//! about what changed plus a few bytes per run. Stored as: the first 4 bytes of the older
+//! text's SHA-256, then the block with its size prepended. LZ4 has no checksum of its own, and
+//! a raw body has no stored hash: without these 4 bytes a flipped byte would come back as a
+//! plausible "exact" answer. Pure functions over bytes; the store decides when to use them.
 
 use std::collections::HashMap;
 
-use lz4_flex::block::{compress_prepend_size_with_dict, decompress_size_prepended_with_dict};
+use lz4_flex::block::{compress_prepend_size_with_dict, decompress_with_dict};
 use sha2::{Digest, Sha256};
 
 /// The reverse delta that rebuilds `older` from `newer`, or `None` when it would not be smaller
 /// than `older` itself (unrelated texts) or does not rebuild `older` exactly. The check decodes
 /// what it encoded: a stored delta that could not give back the answer would lose it.
 pub fn encode(older: &str, newer: &str) -> Option<Vec<u8>> {
-    let delta = compress_prepend_size_with_dict(older.as_bytes(), newer.as_bytes());
+    let mut delta = Vec::with_capacity(CHECK + older.len() / 4);
+    delta.extend_from_slice(&check_of(older));
+    delta.extend(compress_prepend_size_with_dict(
+        older.as_bytes(),
+        newer.as_bytes(),
+    ));
     if delta.len() >= older.len() {
         return None;
     }
@@ -34,9 +41,40 @@ pub fn encode(older: &str, newer: &str) -> Option<Vec<u8>> {
 
 /// Rebuild the older text from its delta and the newer text it was taken against.
 pub fn decode(delta: &[u8], newer: &str) -> Result<String, DeltaError> {
-    let bytes = decompress_size_prepended_with_dict(delta, newer.as_bytes())
+    let Some((check, block)) = delta.split_first_chunk::<CHECK>() else {
+        return Err(DeltaError::Corrupt("too short".into()));
+    };
+    let Some((size, block)) = block.split_first_chunk::<4>() else {
+        return Err(DeltaError::Corrupt("too short".into()));
+    };
+    // The size is read before anything is allocated for it: a damaged prefix must not ask
+    // for gigabytes.
+    let size = u32::from_le_bytes(*size) as usize;
+    if size > MAX_TEXT {
+        return Err(DeltaError::Corrupt(format!(
+            "it claims {size} bytes, more than any answer"
+        )));
+    }
+    let bytes = decompress_with_dict(block, size, newer.as_bytes())
         .map_err(|e| DeltaError::Corrupt(e.to_string()))?;
-    String::from_utf8(bytes).map_err(|_| DeltaError::NotText)
+    let text = String::from_utf8(bytes).map_err(|_| DeltaError::NotText)?;
+    if check_of(&text) != *check {
+        return Err(DeltaError::ChecksumMismatch);
+    }
+    Ok(text)
+}
+
+/// No stored text is larger: DBS answers are kilobytes (64 MiB is far beyond any of them).
+const MAX_TEXT: usize = 64 << 20;
+
+/// Bytes of the older text's SHA-256 kept in front of each delta.
+const CHECK: usize = 4;
+
+fn check_of(text: &str) -> [u8; CHECK] {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut check = [0; CHECK];
+    check.copy_from_slice(&digest[..CHECK]);
+    check
 }
 
 /// One stored text of a snapshot row, as it is on disk.
@@ -46,6 +84,8 @@ pub enum Stored {
     Whole(String),
     /// A reverse delta against the same column of the row's `delta_base`.
     Delta(Vec<u8>),
+    /// Nothing where the text should be (a current answer whose body row is gone).
+    Missing,
 }
 
 /// A snapshot row's stored texts, as read.
@@ -93,6 +133,8 @@ fn rebuild_one(
 ) -> Result<Texts, DeltaError> {
     let base = match row.delta_base {
         None => None,
+        // Deltas are only ever taken against a newer row: anything else was not written here.
+        Some(b) if b <= row.id => return Err(DeltaError::BaseNotNewer(b)),
         Some(b) => match done.get(&b) {
             Some(Ok(texts)) => Some(texts),
             Some(Err(_)) => return Err(DeltaError::BaseUnreadable(b)),
@@ -103,6 +145,7 @@ fn rebuild_one(
         (Stored::Whole(t), _) => Ok(t.clone()),
         (Stored::Delta(d), Some(b)) => decode(d, b),
         (Stored::Delta(_), None) => Err(DeltaError::Corrupt("a difference with no base".into())),
+        (Stored::Missing, _) => Err(DeltaError::Missing),
     };
     let content = text(&row.content, base.map(|b| b.content.as_str()))?;
     if matches!(row.content, Stored::Delta(_)) && hex_sha256(&content) != row.content_hash {
@@ -128,6 +171,15 @@ pub enum DeltaError {
     /// It decoded, but not to UTF-8 text.
     #[error("the stored difference decodes to bytes that are not text")]
     NotText,
+    /// The rebuilt text is not the one the delta was taken from.
+    #[error("the stored difference rebuilds a different text than was stored (damaged bytes)")]
+    ChecksumMismatch,
+    /// No text at all where one should be.
+    #[error("its text is missing (the current answer's body row is gone)")]
+    Missing,
+    /// The row says it is stored against a row that is not newer than itself.
+    #[error("it is stored as a difference from snapshot {0}, which is not a newer snapshot")]
+    BaseNotNewer(i64),
     /// The rebuilt content does not hash to the hash stored with it.
     #[error("the rebuilt content does not match its stored hash")]
     HashMismatch,
@@ -177,16 +229,51 @@ mod tests {
     #[test]
     fn a_delta_against_the_wrong_text_is_an_error_or_a_different_text_never_a_panic() {
         let delta = encode(RUNNING, LATER).unwrap();
-        // Against the wrong dictionary LZ4 cannot know; the store checks the content hash.
-        if let Ok(text) = decode(&delta, DONE) {
-            assert_ne!(text, RUNNING);
-        }
+        // Against the wrong dictionary LZ4 cannot know; the checksum does.
+        assert!(decode(&delta, DONE).is_err());
         assert!(matches!(
             decode(&delta[..delta.len() / 2], LATER),
             Err(DeltaError::Corrupt(_))
         ));
         assert!(decode(b"", LATER).is_err());
         assert!(decode(&[0xff, 0xff, 0xff, 0x7f, 1, 2], LATER).is_err());
+    }
+
+    #[test]
+    fn a_flipped_byte_or_an_absurd_size_is_caught() {
+        let delta = encode(RUNNING, LATER).unwrap();
+        // Every single-byte change anywhere in the delta: an error, never a different text.
+        for i in 0..delta.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = delta.clone();
+                bad[i] ^= flip;
+                if let Ok(text) = decode(&bad, LATER) {
+                    assert_eq!(text, RUNNING, "byte {i} ^ {flip:#x}");
+                }
+            }
+        }
+        let mut huge = delta.clone();
+        huge[CHECK..CHECK + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            matches!(decode(&huge, LATER), Err(DeltaError::Corrupt(m)) if m.contains("claims"))
+        );
+    }
+
+    #[test]
+    fn a_base_that_is_not_newer_or_a_missing_text_is_named() {
+        let t = Texts {
+            content: LATER.into(),
+            raw_body: LATER.into(),
+        };
+        let mut looped = against(20, 20, RUNNING, RUNNING, &t);
+        looped.delta_base = Some(20);
+        assert_eq!(
+            rebuild(vec![looped])[&20],
+            Err(DeltaError::BaseNotNewer(20))
+        );
+        let mut missing = whole(30, DONE, DONE);
+        missing.raw_body = Stored::Missing;
+        assert_eq!(rebuild(vec![missing])[&30], Err(DeltaError::Missing));
     }
 
     fn whole(id: i64, content: &str, raw: &str) -> StoredRow {

@@ -263,6 +263,9 @@ pub struct SnapshotRow {
     pub last_seen_at_ms: i64,
     /// Polls that returned this content in a row.
     pub seen_count: i64,
+    /// Why this row's texts could not be read back (a damaged or tampered difference); its
+    /// `snapshot` is then empty and `raw_body` blank. The other rows are listed as usual.
+    pub unreadable: Option<String>,
 }
 
 /// What the store knows about one watch.
@@ -308,8 +311,8 @@ macro_rules! snapshot_texts {
         "CASE WHEN s.content = '' AND ws.snapshot_id IS NOT NULL THEN ws.content \
          ELSE s.content END AS content, \
          CASE WHEN s.content = '' AND ws.snapshot_id IS NOT NULL \
-         THEN coalesce((SELECT cb.raw_body FROM current_bodies cb \
-               WHERE cb.watch = s.watch AND cb.snapshot_id = s.id), '') \
+         THEN (SELECT cb.raw_body FROM current_bodies cb \
+               WHERE cb.watch = s.watch AND cb.snapshot_id = s.id) \
          ELSE s.raw_body END AS raw_body"
     };
 }
@@ -319,6 +322,9 @@ fn stored_row(r: &SqliteRow) -> Result<delta::StoredRow, StoreError> {
     let id: i64 = r.get("id");
     let column = |name: &str| -> Result<delta::Stored, StoreError> {
         let value = r.try_get_raw(name)?;
+        if value.is_null() {
+            return Ok(delta::Stored::Missing);
+        }
         if value.type_info().name() == "BLOB" {
             Ok(delta::Stored::Delta(r.try_get::<Vec<u8>, _>(name)?))
         } else {
@@ -545,58 +551,82 @@ impl Store {
     /// from the ones that replaced them (`delta`); they are rebuilt here, newest first, so
     /// every row this lists has its base in the same listing.
     pub async fn snapshots(&self, watch: &str, limit: i64) -> Result<Vec<SnapshotRow>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT s.id, s.content_hash, ",
-            snapshot_texts!(),
-            ", s.delta_base, s.request_id, s.first_seen_at, s.last_seen_at, s.seen_count \
-             FROM snapshots s LEFT JOIN watch_state ws ON ws.snapshot_id = s.id \
-             WHERE s.watch = ? ORDER BY s.id DESC LIMIT ?"
-        ))
-        .bind(watch)
-        .bind(limit.clamp(0, UNBOUNDED))
-        .fetch_all(self.reader())
-        .await?;
+        let sql = if self.whole_snapshots_only {
+            "SELECT id, content_hash, content, raw_body, NULL AS delta_base, request_id, \
+             first_seen_at, last_seen_at, seen_count FROM snapshots \
+             WHERE watch = ? ORDER BY id DESC LIMIT ?"
+        } else {
+            concat!(
+                "SELECT s.id, s.content_hash, ",
+                snapshot_texts!(),
+                ", s.delta_base, s.request_id, s.first_seen_at, s.last_seen_at, s.seen_count \
+                 FROM snapshots s LEFT JOIN watch_state ws ON ws.snapshot_id = s.id \
+                 WHERE s.watch = ? ORDER BY s.id DESC LIMIT ?"
+            )
+        };
+        let rows = sqlx::query(sql)
+            .bind(watch)
+            .bind(limit.clamp(0, UNBOUNDED))
+            .fetch_all(self.reader())
+            .await?;
         let stored = rows.iter().map(stored_row).collect::<Result<Vec<_>, _>>()?;
         let mut texts = delta::rebuild(stored);
-        rows.iter()
+        Ok(rows
+            .iter()
             .map(|r| {
                 let id: i64 = r.get("id");
-                let rebuilt = texts
+                let read = texts
                     .remove(&id)
                     .expect("every listed row is rebuilt")
-                    .map_err(|e| corrupt("snapshots", id, e))?;
-                Ok(SnapshotRow {
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        serde_json::from_str::<Snapshot>(&t.content)
+                            .map(|snapshot| (snapshot, t.raw_body))
+                            .map_err(|e| format!("the stored content is not a snapshot: {e}"))
+                    });
+                let (snapshot, raw_body, unreadable) = match read {
+                    Ok((snapshot, raw_body)) => (snapshot, raw_body, None),
+                    Err(reason) => (
+                        Snapshot::new(None, None, Vec::new()),
+                        String::new(),
+                        Some(reason),
+                    ),
+                };
+                SnapshotRow {
                     id,
                     content_hash: r.get("content_hash"),
-                    snapshot: serde_json::from_str(&rebuilt.content)
-                        .map_err(|e| corrupt("snapshots", id, e))?,
-                    raw_body: rebuilt.raw_body,
+                    snapshot,
+                    raw_body,
                     request_id: r.get("request_id"),
                     first_seen_at_ms: r.get("first_seen_at"),
                     last_seen_at_ms: r.get("last_seen_at"),
                     seen_count: r.get("seen_count"),
-                })
+                    unreadable,
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// The snapshot with this id, if still stored: the row and the newer ones its differences
     /// lead to, up to the first stored whole (its watch's newest at most).
     pub async fn snapshot_content(&self, id: i64) -> Result<Option<Snapshot>, StoreError> {
-        let rows = sqlx::query(concat!(
-            // UNION, not UNION ALL: a tampered `delta_base` that loops ends the walk instead
-            // of running forever (the row then reports its base as missing).
-            "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION \
-               SELECT s.delta_base FROM snapshots s JOIN chain c ON s.id = c.id \
-               WHERE s.delta_base IS NOT NULL) \
-             SELECT s.id, s.content_hash, ",
-            snapshot_texts!(),
-            ", s.delta_base FROM chain c JOIN snapshots s ON s.id = c.id \
-             LEFT JOIN watch_state ws ON ws.snapshot_id = s.id"
-        ))
-        .bind(id)
-        .fetch_all(self.reader())
-        .await?;
+        let sql = if self.whole_snapshots_only {
+            "SELECT id, content_hash, content, raw_body, NULL AS delta_base FROM snapshots \
+             WHERE id = ?1"
+        } else {
+            concat!(
+                // UNION, not UNION ALL: a tampered `delta_base` that loops ends the walk
+                // instead of running forever (the row then reports its base as unusable).
+                "WITH RECURSIVE chain(id) AS (SELECT ?1 UNION \
+                   SELECT s.delta_base FROM snapshots s JOIN chain c ON s.id = c.id \
+                   WHERE s.delta_base IS NOT NULL) \
+                 SELECT s.id, s.content_hash, ",
+                snapshot_texts!(),
+                ", s.delta_base FROM chain c JOIN snapshots s ON s.id = c.id \
+                 LEFT JOIN watch_state ws ON ws.snapshot_id = s.id"
+            )
+        };
+        let rows = sqlx::query(sql).bind(id).fetch_all(self.reader()).await?;
         if rows.is_empty() {
             return Ok(None);
         }

@@ -138,14 +138,14 @@ impl Store {
             // a row staying behind still needs is kept: that happens only if the clock went
             // back between two answers; the older one goes first and this one with a later
             // pass. Computed once, in the transaction, for both the unlinking and the delete.
-            let doomed: Vec<i64> = sqlx::query_scalar(
-                "SELECT b.value FROM json_each(?1) b WHERE NOT EXISTS (SELECT 1 FROM snapshots d \
-                 WHERE d.delta_base = b.value \
-                 AND d.id NOT IN (SELECT value FROM json_each(?1)))",
+            let links: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT id, delta_base FROM snapshots \
+                 WHERE delta_base IN (SELECT value FROM json_each(?1))",
             )
             .bind(&json)
             .fetch_all(&mut *tx)
             .await?;
+            let doomed = prunable(&ids, &links);
             let json = serde_json::to_string(&doomed).expect("ids serialise");
             // Events keep everything they say in their payload; only the link to the raw
             // answer goes (`snapshot_id` is not part of the hash chain).
@@ -336,5 +336,51 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(pages * size)
+    }
+}
+
+/// Of `batch`, the snapshots retention may delete: not one that a row staying behind is
+/// stored against, directly or through rows held back for the same reason (a chain of
+/// differences is only as readable as its newest link). `links` holds (row, the row it is
+/// stored against) for every row stored against one in `batch`.
+fn prunable(batch: &[i64], links: &[(i64, i64)]) -> Vec<i64> {
+    use std::collections::HashSet;
+    let in_batch: HashSet<i64> = batch.iter().copied().collect();
+    let mut held: HashSet<i64> = HashSet::new();
+    loop {
+        let before = held.len();
+        for &(row, base) in links {
+            if in_batch.contains(&base) && (!in_batch.contains(&row) || held.contains(&row)) {
+                held.insert(base);
+            }
+        }
+        if held.len() == before {
+            break;
+        }
+    }
+    batch
+        .iter()
+        .copied()
+        .filter(|id| !held.contains(id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prunable;
+
+    #[test]
+    fn a_chain_is_pruned_only_from_its_old_end() {
+        // 1 -> 2 -> 3 -> 4 (each stored against the next); all in the batch but 1.
+        let links = [(1, 2), (2, 3), (3, 4)];
+        assert_eq!(prunable(&[2, 3, 4], &links), Vec::<i64>::new());
+        // All of it: everything goes.
+        assert_eq!(prunable(&[1, 2, 3, 4], &links), vec![1, 2, 3, 4]);
+        // The usual case, the oldest rows: 1 and 2 go, 3 stays for nobody but is not in it.
+        assert_eq!(prunable(&[1, 2], &links), vec![1, 2]);
+        // A second watch's chain beside it is judged on its own.
+        let links = [(1, 2), (2, 3), (10, 11)];
+        assert_eq!(prunable(&[2, 3, 10, 11], &links), vec![10, 11]);
+        assert_eq!(prunable(&[], &links), Vec::<i64>::new());
     }
 }
