@@ -461,6 +461,8 @@ impl App {
             // Kept in the ledger: the next flush writes them.
             tracing::error!(error = %e, "could not store this cycle's unchanged polls; retried after the next cycle");
         }
+        // The cycle's writes into the database file, off the path of the next change.
+        self.store.checkpoint_in_background();
         reports.sort_by_key(|(i, _)| *i);
         reports.into_iter().map(|(_, r)| r).collect()
     }

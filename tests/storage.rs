@@ -876,3 +876,48 @@ async fn a_file_from_before_snapshot_differences_reads_read_only_and_upgrades_wh
     assert_eq!(stored_forms(&path).await[0].1, "blob");
     store.close().await;
 }
+
+#[tokio::test]
+async fn the_wal_is_copied_into_the_file_after_a_cycle_not_inside_a_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("wal.db");
+    let wal = tmp.path().join("wal.db-wal");
+    let store = Store::open(&path).await.unwrap();
+    let target = Target::BackupPlan("dbsdemo0precheck".into());
+    let bodies = [
+        fixture("precheck-fails/02.json"),
+        fixture("precheck-fails/04.json"),
+    ];
+    let mut at = 1_764_720_000_000i64;
+    for i in 0..150u64 {
+        at += 30_000;
+        real_poll(
+            &store,
+            &target,
+            at,
+            &with_request_id(&bodies[(i % 2) as usize], i),
+        )
+        .await;
+    }
+    // SQLite's default would have checkpointed inside a commit at 1,000 WAL pages.
+    let wal_pages = std::fs::metadata(&wal).unwrap().len() / 4096;
+    assert!(wal_pages > 2_000, "the WAL holds {wal_pages} pages");
+    let file_before = std::fs::metadata(&path).unwrap().len();
+
+    store.checkpoint_in_background();
+    let mut file_after = file_before;
+    for _ in 0..500 {
+        file_after = std::fs::metadata(&path).unwrap().len();
+        if file_after > file_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        file_after > file_before,
+        "the checkpoint copied the WAL into the file ({file_before} -> {file_after} bytes)"
+    );
+    // Everything still reads, through the file now.
+    assert_eq!(store.snapshots("orders-db", 1000).await.unwrap().len(), 150);
+    store.close().await;
+}
