@@ -938,10 +938,11 @@ fn due_from_row(row: sqlx::sqlite::SqliteRow) -> Result<DueDelivery, StoreError>
 }
 
 /// Store the texts of snapshot `older`, until now its watch's current answer, as reverse
-/// deltas against `newer`'s (each kept whole when a delta would not be smaller). Its texts come
-/// from `watch_state` and `current_bodies` (a current answer's row holds empty texts) or, for a
-/// row written before migration 6, from the row itself. Runs in the poll's transaction, before `watch_state` is
-/// overwritten: the change and the rewrite land together or not at all.
+/// deltas against `newer`'s (each kept whole when a delta would not be smaller). Its texts
+/// come from `watch_state` and `current_bodies` (a current answer's row holds empty texts) or,
+/// for a row written before migration 6, from the row itself. Runs in the poll's transaction,
+/// before `watch_state` is overwritten: the change and the rewrite land together or not at
+/// all.
 async fn store_as_delta(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     older: i64,
