@@ -461,6 +461,15 @@ async fn a_file_without_auto_vacuum_is_converted_once_at_open() {
     assert_eq!(mode(path.clone(), false).await, 2, "converted at open");
 }
 
+/// The `precheck-fails` fixtures named, in order, each with its own RequestId (1, 2, ...).
+fn precheck_bodies(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .zip(1..)
+        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
+        .collect()
+}
+
 /// The snapshot rows of `orders-db` as stored: (id, typeof content, typeof raw_body,
 /// delta_base, stored bytes).
 async fn stored_forms(path: &Path) -> Vec<(i64, String, String, Option<i64>, i64)> {
@@ -501,11 +510,7 @@ async fn older_snapshots_are_stored_as_differences_and_read_back_exactly() {
     let target = Target::BackupPlan("dbsdemo0precheck".into());
     let start = 1_764_720_000_000i64;
     // A pre-check that fails, then runs again: four distinct answers.
-    let bodies: Vec<String> = ["01", "02", "04", "01"]
-        .iter()
-        .zip(1..)
-        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
-        .collect();
+    let bodies = precheck_bodies(&["01", "02", "04", "01"]);
     for (i, body) in bodies.iter().enumerate() {
         real_poll(&store, &target, start + i as i64 * DAY, body).await;
     }
@@ -591,11 +596,7 @@ async fn retention_keeps_a_snapshot_an_older_kept_one_is_stored_against() {
     let store = Store::open(&path).await.unwrap();
     let target = Target::BackupPlan("dbsdemo0precheck".into());
     let start = 1_764_720_000_000i64;
-    let bodies: Vec<String> = ["01", "02", "04"]
-        .iter()
-        .zip(1..)
-        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
-        .collect();
+    let bodies = precheck_bodies(&["01", "02", "04"]);
     real_poll(&store, &target, start + 10 * DAY, &bodies[0]).await;
     real_poll(&store, &target, start, &bodies[1]).await;
     real_poll(&store, &target, start + 20 * DAY, &bodies[2]).await;
@@ -681,34 +682,17 @@ async fn a_snapshot_stored_whole_by_an_older_version_becomes_a_difference_at_the
     let path = tmp.path().join("legacy.db");
     let store = Store::open(&path).await.unwrap();
     let target = Target::BackupPlan("dbsdemo0precheck".into());
-    let bodies: Vec<String> = ["01", "02"]
-        .iter()
-        .zip(1..)
-        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
-        .collect();
+    let bodies = precheck_bodies(&["01", "02"]);
     let at = 1_764_720_000_000i64;
     poll_body(&store, "orders-db", &target, at, &bodies[0]).await;
     // What a database written before migration 6 holds: the texts in the snapshot row, no
     // `current_bodies` row.
-    {
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query(
-            "UPDATE snapshots SET content = (SELECT content FROM watch_state), raw_body = ?",
-        )
-        .bind(&bodies[0])
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        sqlx::query("DELETE FROM current_bodies")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    sqlite3(
+        &path,
+        "UPDATE snapshots SET content = (SELECT content FROM watch_state), \
+         raw_body = (SELECT raw_body FROM current_bodies); DELETE FROM current_bodies;",
+    )
+    .await;
     assert_eq!(
         store.snapshots("orders-db", 1).await.unwrap()[0].raw_body,
         bodies[0]
@@ -732,29 +716,17 @@ async fn a_tampered_difference_is_reported_never_a_hang_or_a_wrong_answer() {
     let store = Store::open(&path).await.unwrap();
     let target = Target::BackupPlan("dbsdemo0precheck".into());
     let at = 1_764_720_000_000i64;
-    for (i, f) in ["01", "02", "04"].iter().enumerate() {
-        let body = with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i as u64);
-        poll_body(&store, "orders-db", &target, at + i as i64, &body).await;
+    for (i, body) in precheck_bodies(&["01", "02", "04"]).iter().enumerate() {
+        poll_body(&store, "orders-db", &target, at + i as i64, body).await;
     }
     let forms = stored_forms(&path).await;
     let (oldest, middle) = (forms[0].0, forms[1].0);
-    let tamper = async |sql: &str| {
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    };
 
     // A loop in the chain: the walk ends, the row says its base is missing.
-    tamper(&format!(
-        "UPDATE snapshots SET delta_base = {middle} WHERE id = {middle}"
-    ))
+    sqlite3(
+        &path,
+        &format!("UPDATE snapshots SET delta_base = {middle} WHERE id = {middle}"),
+    )
     .await;
     let err = store
         .snapshot_content(oldest)
@@ -783,16 +755,22 @@ async fn a_tampered_difference_is_reported_never_a_hang_or_a_wrong_answer() {
     assert!(listed[2].unreadable.is_some(), "its base cannot be read");
 
     // Bytes flipped inside a difference: an error, or caught by the content hash.
-    tamper(&format!(
-        "UPDATE snapshots SET delta_base = {} WHERE id = {middle}",
-        forms[2].0
-    ))
+    sqlite3(
+        &path,
+        &format!(
+            "UPDATE snapshots SET delta_base = {} WHERE id = {middle}",
+            forms[2].0
+        ),
+    )
     .await;
     assert!(store.snapshot_content(oldest).await.is_ok());
-    tamper(&format!(
-        "UPDATE snapshots SET content = CAST(substr(content, 1, 10) || x'00ff00ff' || \
+    sqlite3(
+        &path,
+        &format!(
+            "UPDATE snapshots SET content = CAST(substr(content, 1, 10) || x'00ff00ff' || \
          substr(content, 15) AS BLOB) WHERE id = {oldest}"
-    ))
+        ),
+    )
     .await;
     let err = store
         .snapshot_content(oldest)
@@ -802,15 +780,18 @@ async fn a_tampered_difference_is_reported_never_a_hang_or_a_wrong_answer() {
     assert!(err.contains(&format!("id {oldest}")), "{err}");
 
     // A raw body has no stored hash: the delta's own check catches a changed byte.
-    tamper(&format!(
-        "UPDATE snapshots SET raw_body = CAST(substr(raw_body, 1, 30) || 'X' || \
+    sqlite3(
+        &path,
+        &format!(
+            "UPDATE snapshots SET raw_body = CAST(substr(raw_body, 1, 30) || 'X' || \
          substr(raw_body, 32) AS BLOB) WHERE id = {middle}"
-    ))
+        ),
+    )
     .await;
     let listed = store.snapshots("orders-db", 10).await.unwrap();
     assert!(listed[1].unreadable.is_some(), "{listed:?}");
     // A current answer whose body row is gone says so instead of showing nothing.
-    tamper("DELETE FROM current_bodies").await;
+    sqlite3(&path, "DELETE FROM current_bodies").await;
     let listed = store.snapshots("orders-db", 10).await.unwrap();
     assert!(
         listed[0].unreadable.as_deref().unwrap().contains("missing"),
@@ -824,11 +805,7 @@ async fn a_file_from_before_snapshot_differences_reads_read_only_and_upgrades_wh
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("v5.db");
     let target = Target::BackupPlan("dbsdemo0precheck".into());
-    let bodies: Vec<String> = ["01", "02"]
-        .iter()
-        .zip(1..)
-        .map(|(f, i)| with_request_id(&fixture(&format!("precheck-fails/{f}.json")), i))
-        .collect();
+    let bodies = precheck_bodies(&["01", "02"]);
     let at = 1_764_720_000_000i64;
     {
         let store = Store::open(&path).await.unwrap();
@@ -836,24 +813,15 @@ async fn a_file_from_before_snapshot_differences_reads_read_only_and_upgrades_wh
         store.close().await;
     }
     // Take the file back to schema 5, as an older dbswatch left it: texts whole in the row.
-    {
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
-        for sql in [
-            "UPDATE snapshots SET content = (SELECT content FROM watch_state), \
-             raw_body = (SELECT raw_body FROM current_bodies)",
-            "DROP TABLE current_bodies",
-            "DROP INDEX snapshots_by_delta_base",
-            "ALTER TABLE snapshots DROP COLUMN delta_base",
-            "DELETE FROM _sqlx_migrations WHERE version = 20261204000006",
-        ] {
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-        conn.close().await.unwrap();
-    }
+    sqlite3(
+        &path,
+        "UPDATE snapshots SET content = (SELECT content FROM watch_state), \
+         raw_body = (SELECT raw_body FROM current_bodies); \
+         DROP TABLE current_bodies; DROP INDEX snapshots_by_delta_base; \
+         ALTER TABLE snapshots DROP COLUMN delta_base; \
+         DELETE FROM _sqlx_migrations WHERE version = 20261204000006;",
+    )
+    .await;
 
     // An auditor with read access only: the old rows read as they are.
     let reader = Store::open_read_only(&path).await.unwrap();
