@@ -194,13 +194,7 @@ fn status_mb(field: &str) -> f64 {
 /// Bytes in use in the database (pages minus free pages, the WAL included): what the data
 /// takes, whatever the file size happens to be.
 async fn db_used_bytes(path: &std::path::Path) -> u64 {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .connect()
-        .await
-        .expect("open the bench database");
+    let mut conn = open_for_a_look(path).await;
     let mut pragma = async |name: &str| -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
             .fetch_one(&mut conn)
@@ -211,18 +205,25 @@ async fn db_used_bytes(path: &std::path::Path) -> u64 {
     (pages * pragma("page_size").await) as u64
 }
 
-/// Bytes of used pages per table, its indexes counted with it (SQLite's `dbstat`): where the
-/// bytes of a change go. `dbstat` reads every page: a 64 KiB page cache keeps that from
-/// showing in the peak RSS this process reports (the default 2 MiB cache added ~2 MB).
-async fn db_bytes_by_table(path: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
-    use sqlx::{ConnectOptions, Row};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+/// A read-only connection to the bench database for measuring it. A 64 KiB page cache keeps
+/// the measuring out of the peak RSS this process reports (`dbstat` reads every page; with the
+/// default 2 MiB cache it added ~2 MB).
+async fn open_for_a_look(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
         .pragma("cache_size", "-64")
         .connect()
         .await
-        .expect("open the bench database");
+        .expect("open the bench database")
+}
+
+/// Bytes of used pages per table, its indexes counted with it (SQLite's `dbstat`): where the
+/// bytes of a change go.
+async fn db_bytes_by_table(path: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    use sqlx::Row;
+    let mut conn = open_for_a_look(path).await;
     sqlx::query(
         "SELECT coalesce(m.tbl_name, d.name) AS t, SUM(d.pgsize) AS bytes \
          FROM dbstat d LEFT JOIN sqlite_schema m ON m.name = d.name GROUP BY t",
