@@ -612,11 +612,17 @@ impl Store {
             let content = w.snapshot.canonical_json();
             // The answer this one replaces (for this watch, whatever its target) is still
             // stored only in `watch_state`: turn it into a difference from this one first.
-            let previous: Option<i64> =
-                sqlx::query_scalar("SELECT snapshot_id FROM watch_state WHERE watch = ?")
-                    .bind(w.watch)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            // Usually it is the baseline read above; only a first answer (or a watch moved to
+            // another target) needs the by-watch lookup.
+            let previous: Option<i64> = match &state {
+                Some(row) => Some(row.get("snapshot_id")),
+                None => {
+                    sqlx::query_scalar("SELECT snapshot_id FROM watch_state WHERE watch = ?")
+                        .bind(w.watch)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+            };
             // Empty texts: this answer's own are in `watch_state` and `current_bodies`
             // (migration 6).
             let id = sqlx::query(
