@@ -473,3 +473,34 @@ async fn a_database_from_before_the_chain_is_chained_once_at_open() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("event 12 was INSERTED"), "{out}");
 }
+
+#[tokio::test]
+async fn snapshots_lists_every_row_and_names_the_one_it_cannot_read_back() {
+    let s = seeded().await;
+    let dir = copy_db(&s, "damaged");
+    let db = dir.join("audit.db");
+    // The oldest stored difference of orders-db, one byte of its raw body changed.
+    sqlite3(
+        &db,
+        "UPDATE snapshots SET raw_body = CAST(substr(raw_body, 1, 12) || 'X' || \
+         substr(raw_body, 14) AS BLOB) WHERE id = (SELECT min(id) FROM snapshots \
+         WHERE watch = 'orders-db' AND typeof(raw_body) = 'blob')",
+    )
+    .await;
+    let before = stdout(&dbswatch(&["snapshots", "drill"], &dir));
+    assert!(
+        !before.contains("UNREADABLE"),
+        "other watches untouched: {before}"
+    );
+    let out = dbswatch(&["snapshots", "orders-db", "--raw"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("UNREADABLE"), "{text}");
+    assert!(text.contains("cannot be read back"), "{text}");
+    assert!(
+        text.contains("--- raw response of snapshot"),
+        "the readable rows are still listed: {text}"
+    );
+    assert!(err.contains("cannot be read back"), "{err}");
+}
