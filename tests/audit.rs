@@ -504,3 +504,20 @@ async fn snapshots_lists_every_row_and_names_the_one_it_cannot_read_back() {
     );
     assert!(err.contains("cannot be read back"), "{err}");
 }
+
+#[tokio::test]
+async fn timeline_still_shows_a_run_whose_first_answer_cannot_be_read_back() {
+    let s = seeded().await;
+    let dir = copy_db(&s, "damaged-seed");
+    // Every stored difference of orders-db damaged: the answers before its runs included.
+    sqlite3(
+        &dir.join("audit.db"),
+        "UPDATE snapshots SET content = CAST(substr(content, 1, 12) || 'X' || \
+         substr(content, 14) AS BLOB) WHERE watch = 'orders-db' AND typeof(content) = 'blob'",
+    )
+    .await;
+    for run in ["1", "2"] {
+        let out = stdout(&dbswatch(&["timeline", "orders-db", "--run", run], &dir));
+        assert!(out.contains("orders-db"), "run {run}: {out}");
+    }
+}
