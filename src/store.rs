@@ -104,8 +104,9 @@ pub struct Store {
     /// sleep until there is something to send instead of re-reading the outbox on a timer.
     /// Shared by every clone; commits by other processes on the same file do not notify it.
     outbox_signal: Arc<Notify>,
-    /// A connection of its own that copies the WAL into the database file after each poll
-    /// cycle (file databases opened for writing only). See [`Store::checkpoint_in_background`].
+    /// A connection of its own that copies the WAL into the database file after each ledger
+    /// flush and each poll cycle (file databases opened for writing only). See
+    /// [`Store::checkpoint_in_background`].
     checkpointer: Option<Arc<Checkpointer>>,
     /// Opened read-only on a file an older dbswatch wrote (before migration 6, which the
     /// reader cannot apply): every snapshot row holds its texts whole and the tables for
@@ -121,10 +122,10 @@ struct Checkpointer {
 }
 
 /// WAL pages after which the writer checkpoints by itself, inside a commit. Only a safety net:
-/// the WAL is copied into the file by [`Store::checkpoint_in_background`] after every poll
-/// cycle, long before this. SQLite's default (1,000 pages) put a checkpoint, and its fsync of
-/// the database file, into one commit in a few hundred: several milliseconds added to that
-/// change's detection-to-delivery time.
+/// the WAL is copied into the file by [`Store::checkpoint_in_background`] after every ledger
+/// flush and every poll cycle, long before this. SQLite's default (1,000 pages) put a
+/// checkpoint, and its fsync of the database file, into one commit in a few hundred: several
+/// milliseconds added to that change's detection-to-delivery time.
 const WAL_AUTOCHECKPOINT_PAGES: &str = "8192";
 
 /// How a successful poll was recorded.
@@ -386,7 +387,7 @@ impl Store {
     /// Copy the WAL into the database file now, from the checkpoint's own connection, without
     /// waiting for it. A PASSIVE checkpoint takes no write lock: commits go on meanwhile, so a
     /// change recorded during it is not held up. One at a time; a call while one runs is
-    /// dropped (the running one, or the next cycle's, covers it).
+    /// dropped (the running one, or the next flush's, covers it).
     pub fn checkpoint_in_background(&self) {
         use std::sync::atomic::Ordering;
         let Some(checkpointer) = &self.checkpointer else {

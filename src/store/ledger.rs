@@ -9,9 +9,12 @@
 //!   the head is known to be unchanged without touching the database;
 //! - such a poll is **noted** here, merged with any earlier unchanged polls of the same watch
 //!   not yet written;
-//! - [`Store::flush_unchanged`] writes every noted poll of the cycle in **one transaction of
-//!   four statements**, whatever the number of watches (each statement reads the batch from one
-//!   JSON parameter through `json_each`).
+//! - [`Store::flush_unchanged`] writes the noted polls in **one transaction of four
+//!   statements**, whatever the number of watches (each statement reads the batch from one
+//!   JSON parameter through `json_each`): at the end of each cycle, and on its own whenever
+//!   [`FLUSH_AT`] watches are waiting, so no flush holds the writer for long. Each flush then
+//!   starts a background checkpoint, so a long cycle never leaves the WAL to be copied inside
+//!   a later commit.
 //!
 //! Changes, first polls and failures are never noted: they take the full per-poll
 //! transaction at once (events must not wait), after writing any noted poll of the same watch
@@ -35,9 +38,14 @@ use sqlx::Row;
 use super::{Store, StoreError};
 use crate::snapshot::Target;
 
-/// Flush on its own once this many watches have unchanged polls waiting, so a very large
-/// cycle is written in several bounded transactions rather than held in memory to its end.
-const FLUSH_AT: usize = 1_024;
+/// Flush on its own once this many watches have unchanged polls waiting, so a large cycle is
+/// written in several short transactions rather than held in memory to its end. Short
+/// matters more than few: a flush holds the only write connection, and a change found
+/// meanwhile waits for it before its event is stored and sent. In the pipeline bench (10,000
+/// watches, saturating cycles) flushes of 1,024 watches took 50-100 ms each and set the
+/// detection-to-delivery p99; at 256, with the checkpoint after each flush, p99 fell from
+/// 67 to 20 ms for the same CPU per poll, and peak memory by 2 MB.
+const FLUSH_AT: usize = 256;
 
 /// What the store knows of a watch without reading the database.
 #[derive(Debug, Clone)]
@@ -211,7 +219,13 @@ impl Store {
             state.noted.drain().collect()
         };
         match self.write_noted(&noted).await {
-            Ok(written) => Ok(written),
+            Ok(written) => {
+                // A large cycle flushes many times before it ends: without this the WAL grows
+                // until the writer checkpoints inside some later commit (see
+                // `WAL_AUTOCHECKPOINT_PAGES`), holding up the change that commit records.
+                self.checkpoint_in_background();
+                Ok(written)
+            }
             Err(e) => {
                 let mut state = self.ledger.lock();
                 for (watch, n) in noted {
@@ -611,5 +625,36 @@ mod tests {
             .await
             .unwrap();
         assert!(!noted);
+    }
+
+    #[tokio::test]
+    async fn a_flush_in_the_middle_of_a_large_cycle_starts_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        let watches: Vec<String> = (0..FLUSH_AT).map(|i| format!("w{i}")).collect();
+        for w in &watches {
+            write(&store, w, &snap("running"), 100).await;
+        }
+        // Every first poll is still in the WAL, well short of the writer's own checkpoint.
+        let file = dir.path().join("w.db");
+        let before = std::fs::metadata(&file).unwrap().len();
+        // The cycle's last note fills the ledger: it flushes on its own, and nothing here
+        // starts a checkpoint but that flush.
+        for w in &watches {
+            assert!(note(&store, w, &snap("running"), 200).await);
+        }
+        assert!(!store.ledger.has_noted("w0"), "the ledger flushed");
+        let mut after = before;
+        for _ in 0..500 {
+            after = std::fs::metadata(&file).unwrap().len();
+            if after > before {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            after > before,
+            "the flush's checkpoint copied the WAL into the file ({before} -> {after} bytes)"
+        );
     }
 }
