@@ -117,6 +117,7 @@ impl Ledger {
         self.lock().heads.remove(watch);
     }
 
+    #[cfg(test)]
     fn has_noted(&self, watch: &str) -> bool {
         self.lock().noted.contains_key(watch)
     }
@@ -211,13 +212,30 @@ impl Store {
     /// Write every noted unchanged poll in one transaction. Returns how many polls were
     /// written. On a database error the noted polls are kept for the next flush.
     pub async fn flush_unchanged(&self) -> Result<usize, StoreError> {
-        let noted: Vec<(String, Noted)> = {
-            let mut state = self.ledger.lock();
-            if state.noted.is_empty() {
-                return Ok(0);
-            }
-            state.noted.drain().collect()
-        };
+        let noted: Vec<(String, Noted)> = self.ledger.lock().noted.drain().collect();
+        self.write_drained(noted).await
+    }
+
+    /// Before a direct poll write for `watch`: write its noted polls first, so its `polls`
+    /// rows keep the order the polls happened in. Only this watch's: the change waiting on
+    /// this write should not also wait for every other watch's noted polls.
+    pub(crate) async fn flush_noted_of(&self, watch: &str) -> Result<(), StoreError> {
+        let noted: Vec<(String, Noted)> = self
+            .ledger
+            .lock()
+            .noted
+            .remove_entry(watch)
+            .into_iter()
+            .collect();
+        self.write_drained(noted).await.map(drop)
+    }
+
+    /// Write polls taken out of the ledger; on a database error put them back, so the next
+    /// flush retries them.
+    async fn write_drained(&self, noted: Vec<(String, Noted)>) -> Result<usize, StoreError> {
+        if noted.is_empty() {
+            return Ok(0);
+        }
         match self.write_noted(&noted).await {
             Ok(written) => {
                 // A large cycle flushes many times before it ends: without this the WAL grows
@@ -234,15 +252,6 @@ impl Store {
                 Err(e)
             }
         }
-    }
-
-    /// Before a direct poll write for `watch`: write its noted polls first, so its `polls`
-    /// rows keep the order the polls happened in.
-    pub(crate) async fn flush_noted_of(&self, watch: &str) -> Result<(), StoreError> {
-        if self.ledger.has_noted(watch) {
-            self.flush_unchanged().await?;
-        }
-        Ok(())
     }
 
     async fn write_noted(&self, noted: &[(String, Noted)]) -> Result<usize, StoreError> {
@@ -583,6 +592,36 @@ mod tests {
         // Our head of `w` is forgotten: its next poll is judged against the stored baseline.
         assert!(!note(&ours, "w", &snap("running"), 300).await);
         assert!(note(&ours, "v", &snap("running"), 300).await);
+    }
+
+    #[tokio::test]
+    async fn a_change_writes_only_its_own_watchs_noted_polls_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        write(&store, "w", &snap("running"), 100).await;
+        write(&store, "v", &snap("running"), 100).await;
+        assert!(note(&store, "w", &snap("running"), 200).await);
+        assert!(note(&store, "v", &snap("running"), 200).await);
+        assert_eq!(
+            write(&store, "w", &snap("failed"), 300).await,
+            PollOutcome::Changed
+        );
+        let shape = |records: Vec<crate::store::PollRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.outcome).collect()
+        };
+        // `w`'s unchanged poll is stored before its change, in the order they happened.
+        assert_eq!(
+            shape(store.poll_records("w").await.unwrap()),
+            ["first", "unchanged", "changed"]
+        );
+        // `v`'s waits for the cycle's flush: the change did not carry it.
+        assert!(store.ledger.has_noted("v"));
+        assert_eq!(shape(store.poll_records("v").await.unwrap()), ["first"]);
+        assert_eq!(store.flush_unchanged().await.unwrap(), 1);
+        assert_eq!(
+            shape(store.poll_records("v").await.unwrap()),
+            ["first", "unchanged"]
+        );
     }
 
     #[tokio::test]
