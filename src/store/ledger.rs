@@ -43,8 +43,9 @@ use crate::snapshot::Target;
 /// matters more than few: a flush holds the only write connection, and a change found
 /// meanwhile waits for it before its event is stored and sent. In the pipeline bench (10,000
 /// watches, saturating cycles) flushes of 1,024 watches took 50-100 ms each and set the
-/// detection-to-delivery p99; at 256, with the checkpoint after each flush, p99 fell from
-/// 67 to 20 ms for the same CPU per poll, and peak memory by 2 MB.
+/// detection-to-delivery p99 (82-85 ms on an AMD VM); at 256, with the checkpoint after each
+/// flush, it fell to 35-51 ms for the same CPU per poll, and peak memory by 3 MB. Larger
+/// values also put the 1,000-watch peak memory over its 25 MB target.
 const FLUSH_AT: usize = 256;
 
 /// What the store knows of a watch without reading the database.
