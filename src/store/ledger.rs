@@ -43,9 +43,10 @@ use crate::snapshot::Target;
 /// matters more than few: a flush holds the only write connection, and a change found
 /// meanwhile waits for it before its event is stored and sent. In the pipeline bench (10,000
 /// watches, saturating cycles) flushes of 1,024 watches took 50-100 ms each and set the
-/// detection-to-delivery p99 (82-85 ms on an AMD VM); at 256, with the checkpoint after each
-/// flush, it fell to 35-51 ms for the same CPU per poll, and peak memory by 3 MB. Larger
-/// values also put the 1,000-watch peak memory over its 25 MB target.
+/// detection-to-delivery p99 (82-85 ms on an AMD VM, 67 ms on an Intel one); at 256, with the
+/// checkpoint after each flush, it fell to 35-51 ms (20 ms) for the same CPU per poll, and
+/// peak memory by 2-3 MB. At 1,024 a 1,000-watch cycle flushes only at its end, which put its
+/// peak memory at 24.1-25.2 MB, at or over the 25 MB target.
 const FLUSH_AT: usize = 256;
 
 /// What the store knows of a watch without reading the database.
@@ -76,6 +77,10 @@ struct State {
     loaded: bool,
     heads: HashMap<String, Head>,
     noted: HashMap<String, Noted>,
+    /// The last flush started by a full ledger failed (the database is locked or failing):
+    /// no more of them until a flush succeeds, so a cycle does not wait out the busy timeout
+    /// again at every later unchanged poll. The cycle's own flush at its end still tries.
+    auto_flush_failed: bool,
 }
 
 /// Heads and noted polls, shared by every clone of a [`Store`].
@@ -202,10 +207,17 @@ impl Store {
                     );
                 }
             }
-            state.noted.len() >= FLUSH_AT
+            state.noted.len() >= FLUSH_AT && !state.auto_flush_failed
         };
-        if full {
-            self.flush_unchanged().await?;
+        if full && let Err(e) = self.flush_unchanged().await {
+            // This poll is noted all the same: it is written by a later flush, so it is not
+            // reported as lost; the cycle's flush at its end reports the error if it lasts.
+            self.ledger.lock().auto_flush_failed = true;
+            tracing::warn!(
+                error = %e,
+                "could not write the noted unchanged polls yet; they are kept in memory and \
+                 written at the end of the cycle"
+            );
         }
         Ok(true)
     }
@@ -239,6 +251,7 @@ impl Store {
         }
         match self.write_noted(&noted).await {
             Ok(written) => {
+                self.ledger.lock().auto_flush_failed = false;
                 // A large cycle flushes many times before it ends: without this the WAL grows
                 // until the writer checkpoints inside some later commit (see
                 // `WAL_AUTOCHECKPOINT_PAGES`), holding up the change that commit records.
@@ -623,6 +636,52 @@ mod tests {
             shape(store.poll_records("v").await.unwrap()),
             ["first", "unchanged"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_of_a_full_ledger_keeps_the_polls_and_is_not_retried_at_every_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        let watches: Vec<String> = (0..FLUSH_AT + 2).map(|i| format!("w{i}")).collect();
+        for w in &watches {
+            write(&store, w, &snap("running"), 100).await;
+        }
+        // Every write to watch_state fails on the store's one writing connection.
+        sqlx::query(
+            "CREATE TEMP TRIGGER refuse BEFORE UPDATE ON watch_state \
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        // The note that fills the ledger starts a flush that fails: the poll is still noted,
+        // not reported as lost, and nothing is written.
+        for w in &watches[..FLUSH_AT] {
+            assert!(note(&store, w, &snap("running"), 200).await);
+        }
+        assert!(store.ledger.has_noted("w0") && store.ledger.lock().auto_flush_failed);
+        // Later notes in the same cycle do not try again.
+        for w in &watches[FLUSH_AT..] {
+            assert!(note(&store, w, &snap("running"), 200).await);
+        }
+        assert_eq!(store.ledger.lock().noted.len(), FLUSH_AT + 2);
+        // The cycle's own flush reports the error and keeps every poll.
+        assert!(store.flush_unchanged().await.is_err());
+        assert_eq!(store.ledger.lock().noted.len(), FLUSH_AT + 2);
+        // Once the database takes writes again, the next flush writes them all and full
+        // ledgers flush on their own again.
+        sqlx::query("DROP TRIGGER temp.refuse")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.flush_unchanged().await.unwrap(), FLUSH_AT + 2);
+        assert!(!store.ledger.lock().auto_flush_failed);
+        let unchanged: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM polls WHERE outcome = 'unchanged'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(unchanged, (FLUSH_AT + 2) as i64);
     }
 
     #[tokio::test]
