@@ -414,8 +414,9 @@ impl App {
     /// `concurrency` at a time. Restores that are done ([`App::is_done`]) are skipped.
     ///
     /// `concurrency` workers take the watches in turn (not one task per watch, so 10,000
-    /// watches cost 8 tasks' memory), and every unchanged answer of the cycle is written in one
-    /// transaction at the end (`store::ledger`); changes are recorded as soon as they are seen.
+    /// watches cost 8 tasks' memory), and the cycle's unchanged answers are written in batches
+    /// of up to 256 watches, the last at the end (`store::ledger`); changes are recorded as
+    /// soon as they are seen.
     pub async fn poll_many(&self, names: Option<&[String]>) -> Vec<PollReport> {
         let wanted: Option<std::collections::HashSet<&str>> =
             names.map(|n| n.iter().map(String::as_str).collect());

@@ -387,7 +387,8 @@ impl Store {
     /// Copy the WAL into the database file now, from the checkpoint's own connection, without
     /// waiting for it. A PASSIVE checkpoint takes no write lock: commits go on meanwhile, so a
     /// change recorded during it is not held up. One at a time; a call while one runs is
-    /// dropped (the running one, or the next flush's, covers it).
+    /// dropped: the WAL it would have copied waits for the next flush's or cycle's call, or
+    /// at worst for the writer's own threshold (`WAL_AUTOCHECKPOINT_PAGES`).
     pub fn checkpoint_in_background(&self) {
         use std::sync::atomic::Ordering;
         let Some(checkpointer) = &self.checkpointer else {
