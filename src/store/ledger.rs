@@ -226,7 +226,15 @@ impl Store {
     /// written. On a database error the noted polls are kept for the next flush.
     pub async fn flush_unchanged(&self) -> Result<usize, StoreError> {
         let noted: Vec<(String, Noted)> = self.ledger.lock().noted.drain().collect();
-        self.write_drained(noted).await
+        if noted.is_empty() {
+            return Ok(0);
+        }
+        let written = self.write_drained(noted).await?;
+        // A large cycle flushes many times before it ends: without this the WAL grows until
+        // the writer checkpoints inside some later commit (see `WAL_AUTOCHECKPOINT_PAGES`),
+        // holding up the change that commit records.
+        self.checkpoint_in_background();
+        Ok(written)
     }
 
     /// Before a direct poll write for `watch`: write its noted polls first, so its `polls`
@@ -252,10 +260,6 @@ impl Store {
         match self.write_noted(&noted).await {
             Ok(written) => {
                 self.ledger.lock().auto_flush_failed = false;
-                // A large cycle flushes many times before it ends: without this the WAL grows
-                // until the writer checkpoints inside some later commit (see
-                // `WAL_AUTOCHECKPOINT_PAGES`), holding up the change that commit records.
-                self.checkpoint_in_background();
                 Ok(written)
             }
             Err(e) => {
@@ -473,6 +477,21 @@ mod tests {
             .unwrap()
     }
 
+    /// Each of the watch's `polls` rows, oldest first, by outcome.
+    async fn outcomes(store: &Store, watch: &str) -> Vec<String> {
+        let records = store.poll_records(watch).await.unwrap();
+        records.into_iter().map(|r| r.outcome).collect()
+    }
+
+    /// `n` watches with a first poll stored, so their unchanged polls can be noted.
+    async fn first_polls(store: &Store, n: usize) -> Vec<String> {
+        let watches: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+        for w in &watches {
+            write(store, w, &snap("running"), 100).await;
+        }
+        watches
+    }
+
     async fn file_store(dir: &tempfile::TempDir) -> Store {
         Store::open(&dir.path().join("w.db")).await.unwrap()
     }
@@ -595,14 +614,7 @@ mod tests {
             1,
             "only `v` is counted"
         );
-        let shape: Vec<String> = ours
-            .poll_records("w")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.outcome)
-            .collect();
-        assert_eq!(shape, ["first", "changed"]);
+        assert_eq!(outcomes(&ours, "w").await, ["first", "changed"]);
         // Our head of `w` is forgotten: its next poll is judged against the stored baseline.
         assert!(!note(&ours, "w", &snap("running"), 300).await);
         assert!(note(&ours, "v", &snap("running"), 300).await);
@@ -620,32 +632,23 @@ mod tests {
             write(&store, "w", &snap("failed"), 300).await,
             PollOutcome::Changed
         );
-        let shape = |records: Vec<crate::store::PollRecord>| -> Vec<String> {
-            records.into_iter().map(|r| r.outcome).collect()
-        };
         // `w`'s unchanged poll is stored before its change, in the order they happened.
         assert_eq!(
-            shape(store.poll_records("w").await.unwrap()),
+            outcomes(&store, "w").await,
             ["first", "unchanged", "changed"]
         );
         // `v`'s waits for the cycle's flush: the change did not carry it.
         assert!(store.ledger.has_noted("v"));
-        assert_eq!(shape(store.poll_records("v").await.unwrap()), ["first"]);
+        assert_eq!(outcomes(&store, "v").await, ["first"]);
         assert_eq!(store.flush_unchanged().await.unwrap(), 1);
-        assert_eq!(
-            shape(store.poll_records("v").await.unwrap()),
-            ["first", "unchanged"]
-        );
+        assert_eq!(outcomes(&store, "v").await, ["first", "unchanged"]);
     }
 
     #[tokio::test]
     async fn a_failed_flush_of_a_full_ledger_keeps_the_polls_and_is_not_retried_at_every_poll() {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir).await;
-        let watches: Vec<String> = (0..FLUSH_AT + 2).map(|i| format!("w{i}")).collect();
-        for w in &watches {
-            write(&store, w, &snap("running"), 100).await;
-        }
+        let watches = first_polls(&store, FLUSH_AT + 2).await;
         // Every write to watch_state fails on the store's one writing connection.
         sqlx::query(
             "CREATE TEMP TRIGGER refuse BEFORE UPDATE ON watch_state \
@@ -700,14 +703,7 @@ mod tests {
         }
         let store = file_store(&dir).await;
         // Closing wrote the noted poll.
-        let shape: Vec<String> = store
-            .poll_records("ok")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.outcome)
-            .collect();
-        assert_eq!(shape, ["first", "unchanged"]);
+        assert_eq!(outcomes(&store, "ok").await, ["first", "unchanged"]);
         assert!(note(&store, "ok", &snap("running"), 400).await);
         assert!(!note(&store, "bad", &snap("running"), 400).await);
         // Another target under the same name is not the same watch.
@@ -730,10 +726,7 @@ mod tests {
     async fn a_flush_in_the_middle_of_a_large_cycle_starts_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(&dir).await;
-        let watches: Vec<String> = (0..FLUSH_AT).map(|i| format!("w{i}")).collect();
-        for w in &watches {
-            write(&store, w, &snap("running"), 100).await;
-        }
+        let watches = first_polls(&store, FLUSH_AT).await;
         // Every first poll is still in the WAL, well short of the writer's own checkpoint.
         let file = dir.path().join("w.db");
         let before = std::fs::metadata(&file).unwrap().len();
